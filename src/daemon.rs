@@ -1,0 +1,135 @@
+//! Wiring: AWS clients from the configuration, logging, and the daemon's
+//! top-level `run` (pool + operations HTTP + signals).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use tracing::info;
+
+use crate::config::{Config, LogFormat};
+use crate::events::Publisher;
+use crate::item::Attrs;
+use crate::queue::Queue;
+use crate::table::Table;
+use crate::worker::Worker;
+
+/// Loads the AWS configuration: the standard credential chain and region,
+/// with the configured region and endpoint override on top.
+pub async fn aws_config(cfg: &Config) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &cfg.aws.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(endpoint) = cfg.aws.endpoint_url.as_deref().filter(|e| !e.is_empty()) {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// Builds a worker with the AWS clients of `sdk`.
+pub fn worker(cfg: Arc<Config>, sdk: &SdkConfig) -> anyhow::Result<Worker> {
+    let table = Table::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        cfg.dynamodb.table.clone(),
+        Attrs {
+            prefix: cfg.dynamodb.attribute_prefix.clone(),
+        },
+    );
+    let queue = Queue::new(
+        aws_sdk_sqs::Client::new(sdk),
+        cfg.sqs.queue_url.clone(),
+        cfg.sqs.dlq_url.clone(),
+    );
+    let events = Publisher::new(aws_sdk_sns::Client::new(sdk), &cfg);
+    Worker::new(cfg, table, queue, events)
+}
+
+/// Starts logging as configured. `RUST_LOG` overrides the level.
+pub fn init_logging(cfg: &Config) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let json = match cfg.log.format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.compact().try_init()
+    };
+}
+
+/// Whether the process is shutting down; readiness turns false at once.
+#[derive(Clone, Default)]
+pub struct Latch(Arc<AtomicBool>);
+
+impl Latch {
+    pub fn trip(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_tripped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+pub async fn signals(latch: Latch) {
+    wait_signal().await;
+    latch.trip();
+    info!("signal received; draining (a second signal exits at once)");
+    tokio::spawn(async {
+        wait_signal().await;
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT: the operations HTTP endpoints and
+/// the worker pool.
+pub async fn run(worker: Arc<Worker>) -> anyhow::Result<()> {
+    worker.check()?;
+    let latch = Latch::default();
+    let http = if worker.cfg.http.listen.is_empty() {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(&worker.cfg.http.listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {} (http.listen): {e}",
+                    worker.cfg.http.listen
+                )
+            })?;
+        info!(addr = %listener.local_addr()?, "operations endpoints: /healthz /readyz /metrics");
+        Some(tokio::spawn(crate::ops::serve(
+            listener,
+            worker.clone(),
+            latch.clone(),
+        )))
+    };
+    crate::pool::run(worker, signals(latch)).await?;
+    if let Some(h) = http {
+        h.abort();
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! Completion events on SNS (DESIGN §7).
+//!
+//! One JSON message per outcome, with the SNS message attributes `event`
+//! and `set` so that subscribers can filter. The `eventId` is derived from
+//! what the event is about (kind, key, set, epoch, request id), so a
+//! re-publish after a crash carries the same id and consumers can
+//! de-duplicate.
+
+use std::collections::HashSet;
+use std::time::SystemTime;
+
+use aws_sdk_sns::Client;
+use aws_sdk_sns::types::MessageAttributeValue;
+use serde_json::{Map, Value as Json, json};
+
+use crate::config::{Config, EventKind};
+use crate::item::{Attrs, Item, Key, item_to_json};
+
+/// SNS's limit for a message with its attributes.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// Room left for message attributes.
+const ATTRIBUTE_ROOM: usize = 1024;
+
+/// The namespace of event ids.
+const EVENT_NS: uuid::Uuid = uuid::Uuid::from_u128(0x7c3e_51a2_9d4b_4f0e_a6d1_2b8f_c0e9_1a37);
+
+/// One completion event, before it is rendered.
+#[derive(Clone, Debug)]
+pub struct CompletionEvent<'a> {
+    pub kind: EventKind,
+    pub key: &'a Key,
+    pub set: &'a str,
+    pub epoch: i64,
+    pub request_id: Option<&'a str>,
+    /// The item as read or written (projected when rendered).
+    pub item: Option<&'a Item>,
+    pub value: Option<&'a Json>,
+    pub error: Option<&'a str>,
+    /// Other requests answered by this same event (coalesced in-process).
+    pub coalesced: &'a [String],
+}
+
+/// The stable id of an event.
+pub fn event_id(
+    kind: EventKind,
+    key: &Key,
+    set: &str,
+    epoch: i64,
+    request_id: Option<&str>,
+) -> String {
+    let name = format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        kind.as_str(),
+        key,
+        set,
+        epoch,
+        request_id.unwrap_or("")
+    );
+    uuid::Uuid::new_v5(&EVENT_NS, name.as_bytes()).to_string()
+}
+
+/// Publishes completion events to the configured topic.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    client: Client,
+    topic_arn: String,
+    fifo: bool,
+    enabled: HashSet<EventKind>,
+    projection: Option<Vec<String>>,
+    attrs: Attrs,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("SNS Publish to {topic} failed: {message}")]
+pub struct PublishError {
+    pub topic: String,
+    pub message: String,
+}
+
+impl Publisher {
+    pub fn new(client: Client, cfg: &Config) -> Self {
+        Publisher {
+            client,
+            topic_arn: cfg.sns.topic_arn.clone(),
+            fifo: cfg.fifo_topic(),
+            enabled: cfg.sns.events.iter().copied().collect(),
+            projection: cfg.sns.record_attributes.clone(),
+            attrs: Attrs {
+                prefix: cfg.dynamodb.attribute_prefix.clone(),
+            },
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn topic_arn(&self) -> &str {
+        &self.topic_arn
+    }
+
+    pub fn enabled(&self, kind: EventKind) -> bool {
+        self.enabled.contains(&kind)
+    }
+
+    /// Renders the event as JSON, dropping record and value (and saying
+    /// so) when it would not fit an SNS message.
+    pub fn render(&self, ev: &CompletionEvent<'_>) -> (String, String) {
+        let id = event_id(ev.kind, ev.key, ev.set, ev.epoch, ev.request_id);
+        let record = ev.item.map(|item| self.project(item));
+        let mut body = json!({
+            "event": ev.kind.as_str(),
+            "key": ev.key.to_json(),
+            "set": ev.set,
+            "epoch": ev.epoch,
+            "requestId": ev.request_id,
+            "eventId": id,
+            "record": record,
+            "value": ev.value,
+            "error": ev.error,
+            "at": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        });
+        if !ev.coalesced.is_empty() {
+            body["coalesced"] = json!(ev.coalesced);
+        }
+        let text = body.to_string();
+        if text.len() + ATTRIBUTE_ROOM <= MAX_EVENT_BYTES {
+            return (id, text);
+        }
+        let status = ev
+            .item
+            .map(|item| self.attrs.record(item, ev.set).status().as_str());
+        body["record"] = Json::Null;
+        body["value"] = Json::Null;
+        body["status"] = json!(status);
+        body["truncated"] = json!(true);
+        if let Some(Json::Array(c)) = body.get_mut("coalesced") {
+            c.truncate(100);
+        }
+        (id, body.to_string())
+    }
+
+    fn project(&self, item: &Item) -> Json {
+        match &self.projection {
+            Some(names) => {
+                let mut map = Map::new();
+                let all = item_to_json(item);
+                for name in names {
+                    if let Some(v) = all.get(name) {
+                        map.insert(name.clone(), v.clone());
+                    }
+                }
+                Json::Object(map)
+            }
+            None => {
+                let without_values: Item = item
+                    .iter()
+                    .filter(|(k, _)| !self.attrs.is_value_attr(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                item_to_json(&without_values)
+            }
+        }
+    }
+
+    /// Publishes `ev` if its kind is enabled. Returns the event id.
+    pub async fn publish(&self, ev: &CompletionEvent<'_>) -> Result<Option<String>, PublishError> {
+        if !self.enabled(ev.kind) {
+            return Ok(None);
+        }
+        let (id, body) = self.render(ev);
+        let attr = |v: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .expect("data type and value are set")
+        };
+        let mut req = self
+            .client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .message(body)
+            .message_attributes("event", attr(ev.kind.as_str()))
+            .message_attributes("set", attr(ev.set));
+        if self.fifo {
+            req = req
+                .message_group_id(group_id(ev.key))
+                .message_deduplication_id(&id);
+        }
+        req.send().await.map_err(|e| PublishError {
+            topic: self.topic_arn.clone(),
+            message: crate::table::aws_error_message(&e),
+        })?;
+        Ok(Some(id))
+    }
+}
+
+/// A FIFO message group: the key, or a hash of it when it is too long.
+fn group_id(key: &Key) -> String {
+    let text = key.to_string();
+    if text.len() <= 128 && text.chars().all(|c| c.is_ascii_graphic()) {
+        text
+    } else {
+        uuid::Uuid::new_v5(&EVENT_NS, text.as_bytes()).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::item::KeyValue;
+
+    #[test]
+    fn event_ids_are_stable_and_distinct() {
+        let key = Key(vec![("pk".into(), KeyValue::S("a".into()))]);
+        let a = event_id(EventKind::Ready, &key, "s", 3, Some("r1"));
+        assert_eq!(a, event_id(EventKind::Ready, &key, "s", 3, Some("r1")));
+        assert_ne!(a, event_id(EventKind::Ready, &key, "s", 4, Some("r1")));
+        assert_ne!(a, event_id(EventKind::Hit, &key, "s", 3, Some("r1")));
+        assert_ne!(a, event_id(EventKind::Ready, &key, "t", 3, Some("r1")));
+    }
+}

@@ -1,0 +1,39 @@
+//! triggered-cache: a worker daemon that keeps event-invalidated caches in
+//! DynamoDB items and recomputes each exactly once.
+//!
+//! Producers write small JSON messages to SQS; this crate's worker pool
+//! long-polls them and, per message, answers from the cache kept in the
+//! object's own DynamoDB item, or lets exactly one request across all
+//! replicas claim the item with a conditional write, run the processing
+//! flow, store the result and publish a completion event to SNS.
+//!
+//! Where to look:
+//! - [`state`]: the cache state machine, pure: record as read + message →
+//!   the next conditional write.
+//! - [`table`], [`queue`], [`events`]: thin AWS adapters.
+//! - [`processor`]: what computes a value (`command`, `http`, or your own
+//!   [`processor::Processor`]).
+//! - [`worker`]: one message end to end; [`pool`]: pollers, heartbeats and
+//!   shutdown; [`daemon`]: wiring.
+#![forbid(unsafe_code)]
+
+pub mod batch;
+pub mod cli;
+pub mod coalesce;
+pub mod config;
+pub mod daemon;
+pub mod events;
+pub mod item;
+pub mod message;
+pub mod metrics;
+pub mod ops;
+pub mod pool;
+pub mod processor;
+pub mod queue;
+pub mod state;
+pub mod table;
+pub mod worker;
+
+pub use config::Config;
+pub use processor::{Job, Output, ProcessError, Processor};
+pub use worker::Worker;

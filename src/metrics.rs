@@ -1,0 +1,231 @@
+//! The daemon's metrics, in Prometheus text format at `/metrics`.
+//!
+//! One name per concept, the same words as the code and the logs: a
+//! *claim* is won or lost, a *hit* answers from the cache, a *miss* starts
+//! or joins a processing run, a *lease takeover* replaces an owner whose
+//! lease lapsed, requests *coalesced* share a run in this process.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SetLabel {
+    pub set: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SetKindLabel {
+    pub set: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabel {
+    pub event: String,
+    pub set: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabel {
+    pub service: String,
+}
+
+type BySet = Family<SetLabel, Counter>;
+
+/// Every metric of one worker process.
+pub struct Metrics {
+    registry: Registry,
+    pub received: Counter,
+    pub deleted: Counter,
+    pub hits: BySet,
+    pub misses: BySet,
+    pub claims_won: BySet,
+    pub claims_lost: BySet,
+    pub coalesced: BySet,
+    pub lease_takeovers: BySet,
+    pub trigger_deadline_expiries: BySet,
+    pub invalidations: BySet,
+    pub parked: BySet,
+    pub processing_runs: BySet,
+    pub stale_results: BySet,
+    pub processing_seconds: Family<SetLabel, Histogram>,
+    pub processing_failures: Family<SetKindLabel, Counter>,
+    pub dead_lettered: Family<ReasonLabel, Counter>,
+    pub events_published: Family<EventLabel, Counter>,
+    pub in_flight: Gauge,
+    pub receive_batch_size: Histogram,
+    pub aws_errors: Family<ServiceLabel, Counter>,
+    pub panics: Counter,
+}
+
+fn seconds_histogram() -> Histogram {
+    Histogram::new([
+        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    ])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("triggered_cache");
+        let m = Metrics {
+            received: Counter::default(),
+            deleted: Counter::default(),
+            hits: BySet::default(),
+            misses: BySet::default(),
+            claims_won: BySet::default(),
+            claims_lost: BySet::default(),
+            coalesced: BySet::default(),
+            lease_takeovers: BySet::default(),
+            trigger_deadline_expiries: BySet::default(),
+            invalidations: BySet::default(),
+            parked: BySet::default(),
+            processing_runs: BySet::default(),
+            stale_results: BySet::default(),
+            processing_seconds: Family::new_with_constructor(seconds_histogram),
+            processing_failures: Family::default(),
+            dead_lettered: Family::default(),
+            events_published: Family::default(),
+            in_flight: Gauge::default(),
+            receive_batch_size: Histogram::new([0.0, 1.0, 2.0, 5.0, 10.0]),
+            aws_errors: Family::default(),
+            panics: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "messages_received",
+            "Messages received from the queue",
+            m.received.clone(),
+        );
+        registry.register(
+            "messages_deleted",
+            "Messages deleted from the queue",
+            m.deleted.clone(),
+        );
+        registry.register(
+            "hits",
+            "Requests answered from a valid cache",
+            m.hits.clone(),
+        );
+        registry.register(
+            "misses",
+            "Requests that found the cache invalid",
+            m.misses.clone(),
+        );
+        registry.register(
+            "claims_won",
+            "Claims that won the item for a processing run",
+            m.claims_won.clone(),
+        );
+        registry.register(
+            "claims_lost",
+            "Claims whose condition failed because the state moved",
+            m.claims_lost.clone(),
+        );
+        registry.register(
+            "coalesced",
+            "Requests that shared another request's run in this process",
+            m.coalesced.clone(),
+        );
+        registry.register(
+            "lease_takeovers",
+            "Claims that replaced an owner whose lease had lapsed",
+            m.lease_takeovers.clone(),
+        );
+        registry.register(
+            "trigger_deadline_expiries",
+            "Claims of a trigger flow that passed its deadline without ending",
+            m.trigger_deadline_expiries.clone(),
+        );
+        registry.register(
+            "invalidations",
+            "Caches reset by triggers and trigger flows",
+            m.invalidations.clone(),
+        );
+        registry.register(
+            "parked",
+            "Requests parked as the awaiting step of a trigger flow",
+            m.parked.clone(),
+        );
+        registry.register(
+            "processing_runs",
+            "Processing attempts started",
+            m.processing_runs.clone(),
+        );
+        registry.register(
+            "stale_results",
+            "Results discarded because the epoch moved during the run",
+            m.stale_results.clone(),
+        );
+        registry.register(
+            "processing_seconds",
+            "Duration of processing attempts",
+            m.processing_seconds.clone(),
+        );
+        registry.register(
+            "processing_failures",
+            "Processing attempts that failed, by kind",
+            m.processing_failures.clone(),
+        );
+        registry.register(
+            "dead_lettered",
+            "Messages sent to the dead-letter queue, by reason",
+            m.dead_lettered.clone(),
+        );
+        registry.register(
+            "events_published",
+            "Completion events published, by event",
+            m.events_published.clone(),
+        );
+        registry.register(
+            "in_flight",
+            "Messages being handled now",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "receive_batch_size",
+            "Messages per receive call",
+            m.receive_batch_size.clone(),
+        );
+        registry.register(
+            "aws_errors",
+            "Failed AWS calls, by service",
+            m.aws_errors.clone(),
+        );
+        registry.register(
+            "panics",
+            "Handler panics caught (the message went back to the queue)",
+            m.panics.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+
+    pub fn set(set: &str) -> SetLabel {
+        SetLabel {
+            set: set.to_owned(),
+        }
+    }
+
+    /// Reads a per-set counter (tests, CLI).
+    pub fn count(family: &BySet, set: &str) -> u64 {
+        family.get_or_create(&Self::set(set)).get()
+    }
+}

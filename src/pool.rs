@@ -1,0 +1,314 @@
+//! The worker pool: pollers, in-flight slots, heartbeats and shutdown.
+//!
+//! Pollers long-poll the queue but never ask for more messages than there
+//! are free in-flight slots, so a received message always starts at once.
+//! Each message is handled in its own task under a span naming its key,
+//! set, request id and receive count; while it is in flight its visibility
+//! is extended on every heartbeat. A panicking handler is caught: its
+//! message goes back to the queue and the pool lives on.
+//!
+//! [`run`] takes its shutdown signal as a future (as mini-redis does), so
+//! tests drive it directly. On shutdown it stops polling, lets in-flight
+//! work finish for `worker.shutdown_grace`, then aborts what is left,
+//! releases those leases and makes those messages visible again at once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{AbortHandle, JoinSet};
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::queue::Received;
+use crate::worker::{Disposition, Worker, error_backoff};
+
+/// Messages in flight in this process, by SQS MessageId.
+#[derive(Default)]
+struct InFlight {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+struct Entry {
+    receipt: String,
+    abort: Option<AbortHandle>,
+}
+
+/// Runs the pool until `shutdown` completes, then drains (DESIGN §5,
+/// invariant 6). Returns when every message is settled or released.
+pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let cfg = worker.cfg.clone();
+    let slots = Arc::new(Semaphore::new(cfg.worker.concurrency as usize));
+    let inflight = Arc::new(InFlight::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut pollers = JoinSet::new();
+    for n in 0..cfg.sqs.pollers {
+        let poller = poll(
+            worker.clone(),
+            slots.clone(),
+            inflight.clone(),
+            stop_rx.clone(),
+        );
+        pollers.spawn(poller.instrument(info_span!("poller", n)));
+    }
+    info!(
+        queue = worker.queue.url(),
+        concurrency = cfg.worker.concurrency,
+        pollers = cfg.sqs.pollers,
+        "worker pool started"
+    );
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            done = pollers.join_next() => match done {
+                Some(Err(e)) if e.is_panic() => {
+                    error!("a poller panicked; starting a new one");
+                    worker.metrics.panics.inc();
+                    pollers.spawn(poll(worker.clone(), slots.clone(), inflight.clone(), stop_rx.clone()));
+                }
+                Some(_) => {}
+                None => break,
+            },
+        }
+    }
+    info!("shutting down: polling stops, in-flight work may finish");
+    let _ = stop_tx.send(true);
+    while pollers.join_next().await.is_some() {}
+    let all = cfg.worker.concurrency;
+    let drained = tokio::time::timeout(cfg.worker.shutdown_grace, slots.acquire_many(all)).await;
+    if drained.is_err() {
+        let left: Vec<(String, Entry)> = inflight
+            .entries
+            .lock()
+            .expect("in-flight lock")
+            .drain()
+            .collect();
+        warn!(
+            messages = left.len(),
+            grace = %humantime::format_duration(cfg.worker.shutdown_grace),
+            "grace period over; returning unfinished messages to the queue"
+        );
+        for (_, entry) in &left {
+            if let Some(abort) = &entry.abort {
+                abort.abort();
+            }
+        }
+        worker.release_runs().await;
+        let releases = left
+            .iter()
+            .map(|(_, e)| worker.queue.set_visibility(&e.receipt, Duration::ZERO));
+        for r in futures::future::join_all(releases).await {
+            if let Err(e) = r {
+                warn!(error = %e, "could not return a message to the queue; it comes back after its visibility timeout");
+            }
+        }
+    }
+    info!("worker pool stopped");
+    Ok(())
+}
+
+async fn poll(
+    worker: Arc<Worker>,
+    slots: Arc<Semaphore>,
+    inflight: Arc<InFlight>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let cfg = worker.cfg.clone();
+    let batch = cfg.sqs.receive_batch_size as usize;
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let mut permits = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        while permits.num_permits() < batch {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.merge(p),
+                Err(_) => break,
+            }
+        }
+        let want = permits.num_permits() as i32;
+        let received = tokio::select! {
+            r = worker.queue.receive(want, cfg.sqs.wait_time, cfg.sqs.visibility_timeout) => r,
+            _ = stop.changed() => return,
+        };
+        let messages = match received {
+            Ok(m) => {
+                failures = 0;
+                m
+            }
+            Err(e) => {
+                failures += 1;
+                worker
+                    .metrics
+                    .aws_errors
+                    .get_or_create(&crate::metrics::ServiceLabel {
+                        service: "sqs".into(),
+                    })
+                    .inc();
+                let delay = error_backoff(failures);
+                warn!(error = %e, retry_in = ?delay, "receive failed");
+                drop(permits);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+        };
+        worker
+            .metrics
+            .receive_batch_size
+            .observe(messages.len() as f64);
+        worker.metrics.received.inc_by(messages.len() as u64);
+        for msg in messages {
+            let Some(permit) = permits.split(1) else {
+                // Cannot happen (we asked for at most `want`); never lose
+                // the message.
+                let _ = worker
+                    .queue
+                    .set_visibility(&msg.receipt, Duration::ZERO)
+                    .await;
+                continue;
+            };
+            let id = msg.message_id.clone();
+            inflight.entries.lock().expect("in-flight lock").insert(
+                id.clone(),
+                Entry {
+                    receipt: msg.receipt.clone(),
+                    abort: None,
+                },
+            );
+            let task = tokio::spawn(handle_one(worker.clone(), inflight.clone(), msg, permit));
+            if let Some(entry) = inflight
+                .entries
+                .lock()
+                .expect("in-flight lock")
+                .get_mut(&id)
+            {
+                entry.abort = Some(task.abort_handle());
+            }
+        }
+    }
+}
+
+async fn handle_one(
+    worker: Arc<Worker>,
+    inflight: Arc<InFlight>,
+    msg: Received,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let metrics = worker.metrics.clone();
+    metrics.in_flight.inc();
+    let span = info_span!(
+        "message",
+        message_id = %msg.message_id,
+        key = tracing::field::Empty,
+        set = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        receive_count = msg.receive_count,
+    );
+    let keeper = AbortOnDrop(tokio::spawn(keep_invisible(
+        worker.clone(),
+        msg.receipt.clone(),
+    )));
+    let outcome = AssertUnwindSafe(worker.handle(&msg).instrument(span.clone()))
+        .catch_unwind()
+        .await;
+    drop(keeper);
+    let disposition = outcome.unwrap_or_else(|panic| {
+        metrics.panics.inc();
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        span.in_scope(|| {
+            error!(
+                panic = what,
+                "handler panicked; the message goes back to the queue"
+            )
+        });
+        Disposition::RetryAfter(error_backoff(msg.receive_count))
+    });
+    settle(&worker, &msg, disposition).instrument(span).await;
+    inflight
+        .entries
+        .lock()
+        .expect("in-flight lock")
+        .remove(&msg.message_id);
+    metrics.in_flight.dec();
+    drop(permit);
+}
+
+/// Aborts a helper task when its owner ends, even by cancellation.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Extends the message's visibility on every heartbeat while it is in
+/// flight, so that no other replica receives it meanwhile.
+async fn keep_invisible(worker: Arc<Worker>, receipt: String) {
+    let period = worker.cfg.worker.heartbeat_interval;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tick.tick().await;
+        if let Err(e) = worker
+            .queue
+            .set_visibility(&receipt, worker.cfg.sqs.visibility_timeout)
+            .await
+        {
+            warn!(error = %e, "could not extend the message's visibility");
+        }
+    }
+}
+
+/// Applies a disposition to the queue. A failure leaves the message on the
+/// queue: it comes back and is handled again, idempotently.
+async fn settle(worker: &Worker, msg: &Received, disposition: Disposition) {
+    let metrics = &worker.metrics;
+    match disposition {
+        Disposition::Delete => match worker.queue.delete(&msg.receipt).await {
+            Ok(()) => {
+                metrics.deleted.inc();
+            }
+            Err(e) => warn!(error = %e, "delete failed; the message will be handled again"),
+        },
+        Disposition::RetryAfter(delay) => {
+            if let Err(e) = worker.queue.set_visibility(&msg.receipt, delay).await {
+                warn!(error = %e, "could not set the retry delay; the message comes back after its visibility timeout");
+            }
+        }
+        Disposition::DeadLetter { kind, reason } => {
+            match worker.queue.dead_letter(msg, kind, &reason).await {
+                Ok(()) => {
+                    metrics
+                        .dead_lettered
+                        .get_or_create(&crate::metrics::ReasonLabel {
+                            reason: kind.into(),
+                        })
+                        .inc();
+                    metrics.deleted.inc();
+                    warn!(kind, reason, "message dead-lettered");
+                }
+                Err(e) => {
+                    warn!(error = %e, "dead-lettering failed; the message stays on the queue");
+                    let _ = worker
+                        .queue
+                        .set_visibility(&msg.receipt, error_backoff(msg.receive_count))
+                        .await;
+                }
+            }
+        }
+    }
+}

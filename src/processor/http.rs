@@ -1,0 +1,108 @@
+//! The `http` processor: POSTs the job to a configured URL.
+//!
+//! 2xx answers `{"value": ..., "dependsOn": [...]}`; 5xx, 429 and transport
+//! failures are retryable; other statuses are permanent. One client (rustls,
+//! connection pool) serves every set; the URL comes only from the
+//! configuration, never from a message.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{Job, Output, ProcessError, Processor, parse_answer};
+
+/// The shared HTTP client.
+pub fn client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .user_agent(concat!("triggered-cache/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+pub struct HttpProcessor {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+}
+
+impl std::fmt::Debug for HttpProcessor {
+    // Headers may carry credentials: never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpProcessor")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpProcessor {
+    pub fn new(
+        client: reqwest::Client,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+    ) -> anyhow::Result<Self> {
+        let url = reqwest::Url::parse(url)?;
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| anyhow::anyhow!("processor header name {name:?} is invalid: {e}"))?;
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|_| anyhow::anyhow!("processor header {name} has an invalid value"))?;
+            value.set_sensitive(true);
+            map.insert(name, value);
+        }
+        Ok(HttpProcessor {
+            client,
+            url,
+            headers: map,
+        })
+    }
+}
+
+#[async_trait]
+impl Processor for HttpProcessor {
+    async fn process(&self, job: &Job) -> Result<Output, ProcessError> {
+        let resp = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .json(job)
+            .send()
+            .await
+            .map_err(|e| {
+                ProcessError::Retryable(format!("POST {} failed: {}", self.url, without_url(&e)))
+            })?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| {
+            ProcessError::Retryable(format!(
+                "reading the answer of {}: {}",
+                self.url,
+                without_url(&e)
+            ))
+        })?;
+        if status.is_success() {
+            return parse_answer(&body);
+        }
+        let text =
+            crate::message::printable(&String::from_utf8_lossy(&body[..body.len().min(500)]));
+        let msg = format!("POST {} answered {status}: {text}", self.url);
+        if status.is_server_error() || status.as_u16() == 429 {
+            Err(ProcessError::Retryable(msg))
+        } else {
+            Err(ProcessError::Permanent(msg))
+        }
+    }
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut msg = String::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    if msg.is_empty() { e.to_string() } else { msg }
+}

@@ -1,0 +1,284 @@
+//! The SQS adapter: long-poll receives, batched deletes and visibility
+//! changes, and dead-lettering with a reason.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName,
+};
+
+use crate::batch::Batcher;
+use crate::table::aws_error_message;
+
+/// How long deletes and visibility changes wait for company.
+const LINGER: Duration = Duration::from_millis(10);
+
+/// The message attribute that carries the reason a message was
+/// dead-lettered.
+pub const ATTR_ERROR: &str = "error";
+/// The message attribute with a short machine-readable kind of the reason.
+pub const ATTR_ERROR_KIND: &str = "errorKind";
+/// The message attribute with the MessageId the message had on the main
+/// queue.
+pub const ATTR_SOURCE_ID: &str = "sourceMessageId";
+
+/// A received message.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub message_id: String,
+    pub receipt: String,
+    pub body: String,
+    /// `ApproximateReceiveCount`: 1 on first delivery.
+    pub receive_count: u32,
+    pub attributes: HashMap<String, MessageAttributeValue>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("SQS {op} on {queue} failed: {message}")]
+pub struct QueueError {
+    pub op: &'static str,
+    pub queue: String,
+    pub message: String,
+}
+
+/// The request queue and its dead-letter queue.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    client: Client,
+    url: String,
+    dlq_url: String,
+    deletes: Batcher<String>,
+    visibility: Batcher<(String, i32)>,
+}
+
+impl Queue {
+    /// Must be called inside a tokio runtime (it starts the batchers).
+    pub fn new(client: Client, url: String, dlq_url: String) -> Self {
+        let deletes = {
+            let client = client.clone();
+            let url = url.clone();
+            Batcher::spawn(LINGER, move |receipts: Vec<String>| {
+                let client = client.clone();
+                let url = url.clone();
+                async move {
+                    let entries = receipts
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            DeleteMessageBatchRequestEntry::builder()
+                                .id(i.to_string())
+                                .receipt_handle(r)
+                                .build()
+                                .expect("id and receipt are set")
+                        })
+                        .collect::<Vec<_>>();
+                    let n = entries.len();
+                    let res = client
+                        .delete_message_batch()
+                        .queue_url(&url)
+                        .set_entries(Some(entries))
+                        .send()
+                        .await;
+                    per_entry(n, res.map(|o| o.failed).map_err(|e| aws_error_message(&e)))
+                }
+            })
+        };
+        let visibility = {
+            let client = client.clone();
+            let url = url.clone();
+            Batcher::spawn(LINGER, move |changes: Vec<(String, i32)>| {
+                let client = client.clone();
+                let url = url.clone();
+                async move {
+                    let entries = changes
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (r, secs))| {
+                            ChangeMessageVisibilityBatchRequestEntry::builder()
+                                .id(i.to_string())
+                                .receipt_handle(r)
+                                .visibility_timeout(secs)
+                                .build()
+                                .expect("id and receipt are set")
+                        })
+                        .collect::<Vec<_>>();
+                    let n = entries.len();
+                    let res = client
+                        .change_message_visibility_batch()
+                        .queue_url(&url)
+                        .set_entries(Some(entries))
+                        .send()
+                        .await;
+                    per_entry(n, res.map(|o| o.failed).map_err(|e| aws_error_message(&e)))
+                }
+            })
+        };
+        Queue {
+            client,
+            url,
+            dlq_url,
+            deletes,
+            visibility,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// One long-poll receive of up to `max` messages.
+    pub async fn receive(
+        &self,
+        max: i32,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<Received>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .visibility_timeout(visibility_secs(visibility))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| self.error("ReceiveMessage", &self.url, aws_error_message(&e)))?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                let receive_count = m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1);
+                Some(Received {
+                    message_id: m.message_id?,
+                    receipt: m.receipt_handle?,
+                    body: m.body.unwrap_or_default(),
+                    receive_count,
+                    attributes: m.message_attributes.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// Deletes a message (batched).
+    pub async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        self.deletes
+            .submit(receipt.to_owned())
+            .await
+            .map_err(|m| self.error("DeleteMessageBatch", &self.url, m))
+    }
+
+    /// Sets a message's visibility timeout (batched): extends it while the
+    /// message is in flight, sets the backoff of a retry, or 0 to return it
+    /// at once.
+    pub async fn set_visibility(
+        &self,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
+        self.visibility
+            .submit((receipt.to_owned(), visibility_secs(visibility)))
+            .await
+            .map_err(|m| self.error("ChangeMessageVisibilityBatch", &self.url, m))
+    }
+
+    /// Sends a copy of `msg` to the dead-letter queue with the reason as a
+    /// message attribute, then deletes it from the queue. If the send
+    /// fails, the message stays on the queue (nothing is lost).
+    pub async fn dead_letter(
+        &self,
+        msg: &Received,
+        kind: &str,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        let attr = |v: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .expect("data type is set")
+        };
+        let reason: String = reason.chars().take(4000).collect();
+        let mut attributes: HashMap<String, MessageAttributeValue> = msg
+            .attributes
+            .iter()
+            .filter(|(k, _)| ![ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID].contains(&k.as_str()))
+            .take(7)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        attributes.insert(ATTR_ERROR.into(), attr(&reason));
+        attributes.insert(ATTR_ERROR_KIND.into(), attr(kind));
+        attributes.insert(ATTR_SOURCE_ID.into(), attr(&msg.message_id));
+        let body = if msg.body.is_empty() {
+            "(empty body)".to_owned()
+        } else {
+            msg.body.clone()
+        };
+        self.client
+            .send_message()
+            .queue_url(&self.dlq_url)
+            .message_body(body)
+            .set_message_attributes(Some(attributes))
+            .send()
+            .await
+            .map_err(|e| self.error("SendMessage", &self.dlq_url, aws_error_message(&e)))?;
+        self.delete(&msg.receipt).await
+    }
+
+    fn error(&self, op: &'static str, queue: &str, message: String) -> QueueError {
+        QueueError {
+            op,
+            queue: queue.to_owned(),
+            message,
+        }
+    }
+}
+
+/// Seconds for SQS, rounded up, within SQS's 0..=12h.
+pub fn visibility_secs(d: Duration) -> i32 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    secs.min(12 * 3600) as i32
+}
+
+/// Spreads a batch call's outcome over its entries.
+fn per_entry(
+    n: usize,
+    res: Result<Vec<aws_sdk_sqs::types::BatchResultErrorEntry>, String>,
+) -> Vec<Result<(), String>> {
+    match res {
+        Err(e) => vec![Err(e); n],
+        Ok(failed) => {
+            let mut out = vec![Ok(()); n];
+            for f in failed {
+                if let Ok(i) = f.id.parse::<usize>()
+                    && i < n
+                {
+                    out[i] = Err(format!("{}: {}", f.code, f.message.unwrap_or_default()));
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, the clock of leases.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,299 @@
+//! The DynamoDB adapter: one strongly consistent read, and the state
+//! machine's [`Write`]s as single conditional `UpdateItem` calls.
+//!
+//! A rejected write comes back with the item as it is now
+//! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), so the caller decides
+//! again without a second read.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+
+use crate::item::{Attrs, Item, Key, val_to_av};
+use crate::state::{Cond, Op, Write};
+
+/// The user's table, seen through the cache attributes of its items.
+#[derive(Clone, Debug)]
+pub struct Table {
+    client: Client,
+    name: String,
+    pub attrs: Attrs,
+}
+
+/// What an update did.
+#[derive(Debug)]
+pub enum Updated {
+    /// The write held; the item as it is after it.
+    Applied(Item),
+    /// The condition failed; the item as it is now (empty if it does not
+    /// exist).
+    Rejected(Item),
+}
+
+/// A DynamoDB call that failed (not a failed condition).
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The item would exceed DynamoDB's 400 KB limit.
+    #[error("the item would exceed DynamoDB's 400 KB item size limit: {0}")]
+    TooLarge(String),
+    #[error("DynamoDB {op} on table {table} failed: {message}")]
+    Call {
+        op: &'static str,
+        table: String,
+        message: String,
+    },
+}
+
+impl Table {
+    pub fn new(client: Client, name: impl Into<String>, attrs: Attrs) -> Self {
+        Table {
+            client,
+            name: name.into(),
+            attrs,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Reads the item with a strongly consistent `GetItem`; a missing item
+    /// is empty.
+    pub async fn get(&self, key: &Key) -> Result<Item, TableError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key.to_item()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.call_error("GetItem", e))?;
+        Ok(out.item.unwrap_or_default())
+    }
+
+    /// Performs the writes to one or more sets of one item as a single
+    /// conditional `UpdateItem`.
+    pub async fn update(
+        &self,
+        key: &Key,
+        writes: &[(&str, &Write)],
+    ) -> Result<Updated, TableError> {
+        let expr = Expression::build(&self.attrs, writes);
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key.to_item()))
+            .update_expression(expr.update)
+            .set_expression_attribute_names(Some(expr.names))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if !expr.values.is_empty() {
+            req = req.set_expression_attribute_values(Some(expr.values));
+        }
+        if let Some(cond) = expr.condition {
+            req = req.condition_expression(cond);
+        }
+        match req.send().await {
+            Ok(out) => Ok(Updated::Applied(out.attributes.unwrap_or_default())),
+            Err(SdkError::ServiceError(se)) => match se.into_err() {
+                UpdateItemError::ConditionalCheckFailedException(e) => {
+                    Ok(Updated::Rejected(e.item.unwrap_or_default()))
+                }
+                other => {
+                    let message = other.to_string();
+                    let lower = message.to_ascii_lowercase();
+                    if lower.contains("item size") || lower.contains("maximum allowed size") {
+                        Err(TableError::TooLarge(message))
+                    } else {
+                        Err(TableError::Call {
+                            op: "UpdateItem",
+                            table: self.name.clone(),
+                            message: format!("{other:?}"),
+                        })
+                    }
+                }
+            },
+            Err(e) => Err(self.call_error("UpdateItem", e)),
+        }
+    }
+
+    fn call_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
+        &self,
+        op: &'static str,
+        err: SdkError<E, R>,
+    ) -> TableError {
+        TableError::Call {
+            op,
+            table: self.name.clone(),
+            message: aws_error_message(&err),
+        }
+    }
+}
+
+/// A readable one-line message for an SDK error: the service's code and
+/// message, or the transport failure.
+pub fn aws_error_message<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    err: &SdkError<E, R>,
+) -> String {
+    use std::error::Error;
+    let mut msg = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+/// An update expression with its placeholders.
+#[derive(Debug, Default)]
+pub struct Expression {
+    pub update: String,
+    pub condition: Option<String>,
+    pub names: std::collections::HashMap<String, String>,
+    pub values: std::collections::HashMap<String, AttributeValue>,
+}
+
+impl Expression {
+    pub fn build(attrs: &Attrs, writes: &[(&str, &Write)]) -> Expression {
+        let mut e = Expression::default();
+        let mut sets = Vec::new();
+        let mut removes = Vec::new();
+        let mut conds = Vec::new();
+        let mut zero_one = false;
+        for (set, write) in writes {
+            for op in &write.ops {
+                match op {
+                    Op::Set(f, v) => {
+                        let n = e.name(attrs.name(set, *f));
+                        let v = e.value(val_to_av(v));
+                        sets.push(format!("{n} = {v}"));
+                    }
+                    Op::Increment(f) => {
+                        let n = e.name(attrs.name(set, *f));
+                        zero_one = true;
+                        sets.push(format!("{n} = if_not_exists({n}, :zero) + :one"));
+                    }
+                    Op::Remove(f) => removes.push(e.name(attrs.name(set, *f))),
+                }
+            }
+            for cond in &write.conds {
+                match cond {
+                    Cond::Eq(f, v) => {
+                        let n = e.name(attrs.name(set, *f));
+                        let v = e.value(val_to_av(v));
+                        conds.push(format!("{n} = {v}"));
+                    }
+                    Cond::Absent(f) => {
+                        let n = e.name(attrs.name(set, *f));
+                        conds.push(format!("attribute_not_exists({n})"));
+                    }
+                }
+            }
+        }
+        if zero_one {
+            e.values
+                .insert(":zero".into(), AttributeValue::N("0".into()));
+            e.values
+                .insert(":one".into(), AttributeValue::N("1".into()));
+        }
+        let mut update = String::new();
+        if !sets.is_empty() {
+            update.push_str("SET ");
+            update.push_str(&sets.join(", "));
+        }
+        if !removes.is_empty() {
+            if !update.is_empty() {
+                update.push(' ');
+            }
+            update.push_str("REMOVE ");
+            update.push_str(&removes.join(", "));
+        }
+        e.update = update;
+        if !conds.is_empty() {
+            e.condition = Some(conds.join(" AND "));
+        }
+        e
+    }
+
+    fn name(&mut self, attr: String) -> String {
+        if let Some((placeholder, _)) = self.names.iter().find(|(_, a)| **a == attr) {
+            return placeholder.clone();
+        }
+        let placeholder = format!("#a{}", self.names.len());
+        self.names.insert(placeholder.clone(), attr);
+        placeholder
+    }
+
+    fn value(&mut self, av: AttributeValue) -> String {
+        let placeholder = format!(":v{}", self.values.len());
+        self.values.insert(placeholder.clone(), av);
+        placeholder
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{self, Field, Record, Status, Val};
+
+    #[test]
+    fn claim_becomes_one_update_with_the_read_state_as_condition() {
+        let attrs = Attrs {
+            prefix: "triggeredCache".into(),
+        };
+        let rec = Record {
+            status: Some(Status::Stale),
+            epoch: Some(3),
+            ..Record::default()
+        };
+        let clock = state::Clock {
+            now: 1000,
+            lease: 60_000,
+            skew: 0,
+            ttl: None,
+        };
+        let state::Decision::Process { write, .. } = state::decide_request(&rec, "r1", &clock)
+        else {
+            panic!("expected a claim");
+        };
+        let e = Expression::build(&attrs, &[("summary", &write)]);
+        assert!(e.update.starts_with("SET "), "{}", e.update);
+        assert!(e.update.contains(" REMOVE "), "{}", e.update);
+        let cond = e.condition.unwrap();
+        assert_eq!(cond.matches(" AND ").count(), 5, "{cond}");
+        assert!(cond.contains("attribute_not_exists("), "{cond}");
+        assert!(
+            e.names
+                .values()
+                .any(|n| n == "triggeredCache_summary_status")
+        );
+        // Each attribute has one placeholder.
+        let mut names: Vec<_> = e.names.values().collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), e.names.len());
+        let _ = (Field::Status, Val::Num(0));
+    }
+
+    #[test]
+    fn trigger_on_two_sets_is_one_unconditional_update() {
+        let attrs = Attrs {
+            prefix: "tc".into(),
+        };
+        let t = state::trigger();
+        let e = Expression::build(&attrs, &[("a", &t), ("b", &t)]);
+        assert!(e.condition.is_none());
+        assert!(e.update.contains("if_not_exists("));
+        assert!(e.names.values().any(|n| n == "tc_a_epoch"));
+        assert!(e.names.values().any(|n| n == "tc_b_epoch"));
+    }
+}
