@@ -394,15 +394,20 @@ pub struct ConfigIssue {
 
 impl fmt::Display for ConfigIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "config key {} {} ({})",
-            self.key,
-            self.problem,
-            how_to_set(&self.key)
-        )
+        if self.problem.starts_with(UNKNOWN_KEY) {
+            let (key, problem) = (&self.key, &self.problem);
+            write!(
+                f,
+                "config key {key} {problem} (remove it or fix its spelling)"
+            )
+        } else {
+            let (key, problem) = (&self.key, &self.problem);
+            write!(f, "config key {key} {problem} ({})", how_to_set(key))
+        }
     }
 }
+
+const UNKNOWN_KEY: &str = "is not a known key";
 
 /// "set TRIGGERED_CACHE__SQS__QUEUE_URL or [sqs].queue_url".
 pub fn how_to_set(key: &str) -> String {
@@ -660,7 +665,15 @@ fn from_config_error(err: config::ConfigError) -> ConfigError {
             error,
             key: Some(key),
             ..
-        } => ConfigError::one(key, format!("is invalid: {}", inner_message(&error))),
+        } => {
+            let msg = inner_message(&error);
+            match unknown_field(&msg) {
+                Some((field, expected)) => {
+                    ConfigError::one(format!("{key}.{field}"), format!("{UNKNOWN_KEY}{expected}"))
+                }
+                None => ConfigError::one(key, format!("is invalid: {msg}")),
+            }
+        }
         E::At {
             error, key: None, ..
         } => from_config_error(*error),
@@ -682,6 +695,20 @@ fn from_config_error(err: config::ConfigError) -> ConfigError {
     }
 }
 
+/// Splits serde's "unknown field `x`, expected one of `a`, `b`" into the
+/// field and "; expected one of ...".
+fn unknown_field(msg: &str) -> Option<(String, String)> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let (field, tail) = rest.split_once('`')?;
+    let expected = tail.trim_start_matches(',').trim();
+    let expected = if expected.is_empty() {
+        String::new()
+    } else {
+        format!("; {expected}")
+    };
+    Some((field.to_owned(), expected))
+}
+
 fn inner_message(err: &config::ConfigError) -> String {
     match err {
         config::ConfigError::At { error, .. } => inner_message(error),
@@ -692,14 +719,8 @@ fn inner_message(err: &config::ConfigError) -> String {
 /// serde's messages name the field but not the section ("unknown field
 /// `x`"); we say what we know.
 fn message_issue(msg: &str) -> ConfigError {
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        let field = rest.split('`').next().unwrap_or(rest);
-        return ConfigError {
-            issues: vec![ConfigIssue {
-                key: field.to_owned(),
-                problem: format!("is not a known key: {msg}"),
-            }],
-        };
+    if let Some((field, expected)) = unknown_field(msg) {
+        return ConfigError::one(field, format!("{UNKNOWN_KEY}{expected}"));
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or(rest);
