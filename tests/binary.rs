@@ -40,8 +40,17 @@ processor = { kind = "http", url = "http://127.0.0.1:1/p", headers = { authoriza
 #[test]
 fn a_bad_configuration_exits_2_and_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(&dir, &VALID.replace("table = \"t\"", "table = \"t\"\ntabel = \"typo\""));
-    let out = bin().arg("--config").arg(&path).arg("config").arg("check").output().unwrap();
+    let path = write_config(
+        &dir,
+        &VALID.replace("table = \"t\"", "table = \"t\"\ntabel = \"typo\""),
+    );
+    let out = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("config")
+        .arg("check")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tabel"), "{err}");
@@ -49,8 +58,17 @@ fn a_bad_configuration_exits_2_and_names_the_key() {
     let out = bin().arg("--config").arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "run refuses it too");
 
-    let path = write_config(&dir, &VALID.replace("queue_url = \"http://127.0.0.1:1/q\"", ""));
-    let out = bin().arg("--config").arg(&path).arg("config").arg("check").output().unwrap();
+    let path = write_config(
+        &dir,
+        &VALID.replace("queue_url = \"http://127.0.0.1:1/q\"", ""),
+    );
+    let out = bin()
+        .arg("--config")
+        .arg(&path)
+        .arg("config")
+        .arg("check")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sqs.queue_url is missing"), "{err}");
@@ -72,7 +90,13 @@ fn a_bad_configuration_exits_2_and_names_the_key() {
 
 #[test]
 fn a_missing_config_file_exits_2() {
-    let out = bin().arg("--config").arg("/nonexistent/tc.toml").arg("config").arg("check").output().unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg("/nonexistent/tc.toml")
+        .arg("config")
+        .arg("check")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
@@ -89,7 +113,11 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
         .env("TRIGGERED_CACHE__WORKER__CONCURRENCY", "7")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("concurrency = 7"), "{text}");
     assert!(text.contains("<redacted>"), "{text}");
@@ -102,7 +130,10 @@ fn help_explains_the_commands() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for word in ["run", "send", "config", "TRIGGERED_CACHE__", "Exit codes"] {
-        assert!(text.contains(word), "--help does not mention {word}: {text}");
+        assert!(
+            text.contains(word),
+            "--help does not mention {word}: {text}"
+        );
     }
 }
 
@@ -141,33 +172,63 @@ async fn the_daemon_answers_requests_with_the_command_processor_and_exits_0_on_s
     send.current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("--config")
         .arg(config)
-        .args(["send", "request", "--key", "pk=order#9", "--set", "summary", "--count", "3"]);
+        .args([
+            "send",
+            "request",
+            "--key",
+            "pk=order#9",
+            "--set",
+            "summary",
+            "--count",
+            "3",
+        ]);
     daemon_env(&env, &mut send);
     let out = send.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
 
     let evs = env
-        .wait_events("a ready event", Duration::from_secs(60), |e| e.iter().any(|e| e["event"] == "ready"))
+        .wait_events("a ready event", Duration::from_secs(60), |e| {
+            e.iter().any(|e| e["event"] == "ready")
+        })
         .await;
     let ready = evs.iter().find(|e| e["event"] == "ready").unwrap();
     assert_eq!(ready["value"]["computedForEpoch"], 0);
     env.wait_queue_empty(Duration::from_secs(30)).await;
 
-    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let code = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s.code();
         }
-        assert!(std::time::Instant::now() < deadline, "the daemon did not exit after SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not exit after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let mut logs = String::new();
     use std::io::Read;
-    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
     assert_eq!(code, Some(0), "{logs}");
     assert!(logs.contains("committed READY"), "{logs}");
-    assert!(!logs.contains("\"test\""), "credentials never appear in logs");
+    assert!(
+        !logs.contains("\"test\""),
+        "credentials never appear in logs"
+    );
 }
