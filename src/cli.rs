@@ -4,10 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value as Json, json};
 
-use crate::config::{Config, ConfigError, ProcessorConfig};
+use crate::admin;
+use crate::config::{Config, ConfigError, ConfigIssue, ProcessorConfig};
 
 /// triggered-cache keeps event-invalidated caches in DynamoDB items and
 /// recomputes each exactly once, fed by SQS and announced on SNS.
@@ -33,8 +34,10 @@ const AFTER_HELP: &str = "\
 Examples:
   triggered-cache --config config/default.toml run
   triggered-cache config check
-  triggered-cache send request --key pk=order#123 --set summary
-  triggered-cache send trigger --key pk=order#123 --set '*'
+  triggered-cache send request order#123 --set summary
+  triggered-cache send trigger order#123 --set '*'
+  triggered-cache inspect order#123
+  triggered-cache dlq list
 
 Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage.";
 
@@ -42,10 +45,36 @@ Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage.";
 pub enum Cmd {
     /// Run the worker daemon until SIGTERM or SIGINT (the default).
     Run,
-    /// Send a message to the queue (for producers and smoke tests).
+    /// Send a message to the request queue (for producers and smoke tests).
     Send {
         #[command(subcommand)]
         message: SendCmd,
+    },
+    /// Show the cache state of an item: status, epoch, owner, lease left,
+    /// parked request, ready age, attempts and last error per set.
+    Inspect {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Only this set (default: every configured set).
+        #[arg(long)]
+        set: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reset an item's cache now (like a trigger message, written directly):
+    /// epoch + 1, STALE, owner and parked request cleared, `reset` event.
+    Reset {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The set to reset, or "*" for every set.
+        #[arg(long)]
+        set: String,
+    },
+    /// Work with the dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqCmd,
     },
     /// Work with the configuration.
     Config {
@@ -61,12 +90,39 @@ pub enum ConfigCmd {
     Check,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Subcommand)]
+pub enum DlqCmd {
+    /// List dead-lettered messages with the reason each was dead-lettered.
+    /// They stay in the DLQ.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Move dead-lettered messages back to the request queue (after fixing
+    /// what made them fail).
+    Redrive {
+        /// At most this many (default: all).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+/// Which item: its partition key value (and sort key value).
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// The partition key value of the item, e.g. order#123.
+    #[arg(value_name = "KEY")]
+    pub key: String,
+    /// The sort key value, for tables that have one.
+    #[arg(long)]
+    pub sort_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct Target {
-    /// A key attribute as NAME=VALUE (repeat for a sort key), e.g.
-    /// --key pk=order#123.
-    #[arg(long = "key", required = true, value_name = "NAME=VALUE", value_parser = parse_key)]
-    pub key: Vec<(String, String)>,
+    #[command(flatten)]
+    pub key: KeyArgs,
     /// The cache set (for `trigger`, "*" resets every set).
     #[arg(long)]
     pub set: String,
@@ -74,7 +130,7 @@ pub struct Target {
 
 #[derive(Debug, Subcommand)]
 pub enum SendCmd {
-    /// Ask for the cached object (key, set).
+    /// Ask for the cached object (KEY, set).
     Request {
         #[command(flatten)]
         target: Target,
@@ -84,11 +140,12 @@ pub enum SendCmd {
         /// The request's input, as JSON.
         #[arg(long, value_parser = parse_json)]
         input: Option<Json>,
-        /// Send this many requests (each its own request id).
+        /// Send this many requests (each its own request id unless
+        /// --request-id is given); a progress bar shows bulk sends.
         #[arg(long, default_value_t = 1)]
         count: u32,
     },
-    /// Reset the cache of (key, set).
+    /// Reset the cache of (KEY, set).
     Trigger {
         #[command(flatten)]
         target: Target,
@@ -107,13 +164,6 @@ pub enum SendCmd {
         #[arg(long)]
         trigger_id: String,
     },
-}
-
-fn parse_key(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(format!("expected NAME=VALUE, got {s:?}")),
-    }
 }
 
 fn parse_json(s: &str) -> Result<Json, String> {
@@ -135,19 +185,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command.unwrap_or(Cmd::Run) {
-            Cmd::Run => run(cfg).await,
-            Cmd::Config {
-                action: ConfigCmd::Check,
-            } => {
-                println!("{}", redacted_toml(&cfg)?);
-                eprintln!("configuration is valid");
-                Ok(())
-            }
-            Cmd::Send { message } => send(&cfg, message).await,
-        }
-    });
+    let result = runtime.block_on(dispatch(cfg, cli.command.unwrap_or(Cmd::Run)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -160,29 +198,77 @@ pub fn main() -> ExitCode {
     }
 }
 
+async fn dispatch(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
+    if let Cmd::Config {
+        action: ConfigCmd::Check,
+    } = cmd
+    {
+        println!("{}", redacted_toml(&cfg)?);
+        eprintln!("configuration is valid");
+        return Ok(());
+    }
+    let sdk = crate::daemon::aws_config(&cfg).await;
+    if sdk.region().is_none() {
+        return Err(issue(
+            "aws.region",
+            "is not set and no AWS region was found (AWS_REGION or a profile)",
+        )
+        .into());
+    }
+    match cmd {
+        Cmd::Run => {
+            let worker = crate::daemon::worker(Arc::new(cfg), &sdk)
+                .map_err(|e| issue("sets", &format!("cannot be set up: {e:#}")))?;
+            crate::daemon::run(Arc::new(worker)).await
+        }
+        Cmd::Send { message } => {
+            let bodies = bodies(&cfg, message)?;
+            let ids = admin::send(&cfg, &sdk, &bodies).await?;
+            for (id, body) in ids.iter().zip(&bodies) {
+                println!("sent {} {id}", body["type"].as_str().unwrap_or("message"));
+            }
+            eprintln!(
+                "{} of {} messages sent to {}",
+                ids.len(),
+                bodies.len(),
+                cfg.sqs.queue_url
+            );
+            Ok(())
+        }
+        Cmd::Inspect { key, set, json } => {
+            let key = admin::key(&cfg, &key.key, key.sort_key.as_deref())?;
+            admin::inspect(&cfg, &sdk, &key, set.as_deref(), json).await
+        }
+        Cmd::Reset { key, set } => {
+            let key = admin::key(&cfg, &key.key, key.sort_key.as_deref())?;
+            admin::reset(&cfg, &sdk, &key, &set).await
+        }
+        Cmd::Dlq {
+            action: DlqCmd::List { limit },
+        } => admin::dlq_list(&cfg, &sdk, limit).await,
+        Cmd::Dlq {
+            action: DlqCmd::Redrive { limit },
+        } => {
+            let moved = admin::dlq_redrive(&cfg, &sdk, limit.unwrap_or(usize::MAX)).await?;
+            println!("re-drove {moved} message(s) to {}", cfg.sqs.queue_url);
+            Ok(())
+        }
+        Cmd::Config { .. } => unreachable!("handled above"),
+    }
+}
+
+fn issue(key: &str, problem: &str) -> ConfigError {
+    ConfigError {
+        issues: vec![ConfigIssue {
+            key: key.into(),
+            problem: problem.into(),
+        }],
+    }
+}
+
 fn config_failure(e: &ConfigError) -> ExitCode {
     eprintln!("error: invalid configuration:\n{e}");
     ExitCode::from(2)
-}
-
-async fn run(cfg: Config) -> anyhow::Result<()> {
-    let sdk = crate::daemon::aws_config(&cfg).await;
-    if sdk.region().is_none() {
-        return Err(ConfigError {
-            issues: vec![crate::config::ConfigIssue {
-                key: "aws.region".into(),
-                problem: "is not set and no AWS region was found (AWS_REGION or a profile)".into(),
-            }],
-        }
-        .into());
-    }
-    let worker = crate::daemon::worker(Arc::new(cfg), &sdk).map_err(|e| ConfigError {
-        issues: vec![crate::config::ConfigIssue {
-            key: "sets".into(),
-            problem: format!("cannot be set up: {e:#}"),
-        }],
-    })?;
-    crate::daemon::run(Arc::new(worker)).await
 }
 
 /// The configuration as TOML, with processor headers and environment
@@ -203,24 +289,18 @@ pub fn redacted_toml(cfg: &Config) -> anyhow::Result<String> {
     Ok(toml::to_string_pretty(&cfg)?)
 }
 
-/// Builds the JSON body of a message.
-pub fn message_body(kind: &str, target: &Target, extra: Map<String, Json>) -> Json {
-    let key: Map<String, Json> = target
-        .key
-        .iter()
-        .map(|(k, v)| (k.clone(), Json::String(v.clone())))
-        .collect();
-    let mut body = json!({"v": 1, "type": kind, "key": key, "set": target.set});
-    if let Json::Object(map) = &mut body {
-        map.extend(extra);
-    }
-    body
-}
-
-async fn send(cfg: &Config, cmd: SendCmd) -> anyhow::Result<()> {
-    let sdk = crate::daemon::aws_config(cfg).await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let (bodies, what) = match &cmd {
+/// The message bodies a `send` command stands for.
+fn bodies(cfg: &Config, cmd: SendCmd) -> anyhow::Result<Vec<Json>> {
+    let body = |kind: &str, target: &Target, extra: Map<String, Json>| -> anyhow::Result<Json> {
+        let key = admin::key(cfg, &target.key.key, target.key.sort_key.as_deref())?;
+        let mut body = json!({"v": 1, "type": kind, "key": key.to_json(), "set": target.set});
+        if let Json::Object(map) = &mut body {
+            map.extend(extra);
+        }
+        Ok(body)
+    };
+    let flow = |id: String| Map::from_iter([("triggerId".to_owned(), json!(id))]);
+    Ok(match cmd {
         SendCmd::Request {
             target,
             request_id,
@@ -232,68 +312,16 @@ async fn send(cfg: &Config, cmd: SendCmd) -> anyhow::Result<()> {
                 extra.insert("requestId".into(), json!(rid));
             }
             if let Some(input) = input {
-                extra.insert("input".into(), input.clone());
+                extra.insert("input".into(), input);
             }
-            let body = message_body("request", target, extra);
-            (vec![body; *count as usize], "request")
+            vec![body("request", &target, extra)?; count as usize]
         }
-        SendCmd::Trigger { target } => {
-            (vec![message_body("trigger", target, Map::new())], "trigger")
-        }
+        SendCmd::Trigger { target } => vec![body("trigger", &target, Map::new())?],
         SendCmd::TriggerStart { target, trigger_id } => {
-            let extra = Map::from_iter([("triggerId".to_owned(), json!(trigger_id))]);
-            (
-                vec![message_body("trigger_start", target, extra)],
-                "trigger_start",
-            )
+            vec![body("trigger_start", &target, flow(trigger_id))?]
         }
         SendCmd::TriggerEnd { target, trigger_id } => {
-            let extra = Map::from_iter([("triggerId".to_owned(), json!(trigger_id))]);
-            (
-                vec![message_body("trigger_end", target, extra)],
-                "trigger_end",
-            )
+            vec![body("trigger_end", &target, flow(trigger_id))?]
         }
-    };
-    let total = bodies.len();
-    let mut sent = 0;
-    for chunk in bodies.chunks(10) {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(b.to_string())
-                    .build()
-                    .expect("id and body are set")
-            })
-            .collect::<Vec<_>>();
-        let out = sqs
-            .send_message_batch()
-            .queue_url(&cfg.sqs.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "sending to {}: {}",
-                    cfg.sqs.queue_url,
-                    crate::table::aws_error_message(&e)
-                )
-            })?;
-        if let Some(f) = out.failed.first() {
-            anyhow::bail!(
-                "sending failed: {}: {}",
-                f.code,
-                f.message.clone().unwrap_or_default()
-            );
-        }
-        sent += out.successful.len();
-        for ok in &out.successful {
-            println!("sent {what} {}", ok.message_id);
-        }
-    }
-    eprintln!("{sent} of {total} messages sent");
-    Ok(())
+    })
 }

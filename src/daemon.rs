@@ -2,7 +2,6 @@
 //! top-level `run` (pool + operations HTTP + signals).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tracing::info;
@@ -70,23 +69,10 @@ pub fn init_logging(cfg: &Config) {
     };
 }
 
-/// Whether the process is shutting down; readiness turns false at once.
-#[derive(Clone, Default)]
-pub struct Latch(Arc<AtomicBool>);
-
-impl Latch {
-    pub fn trip(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    pub fn is_tripped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
-pub async fn signals(latch: Latch) {
+pub async fn signals(health: Arc<crate::health::Health>) {
     wait_signal().await;
-    latch.trip();
+    health.shut_down();
     info!("signal received; draining (a second signal exits at once)");
     tokio::spawn(async {
         wait_signal().await;
@@ -104,11 +90,10 @@ async fn wait_signal() {
     }
 }
 
-/// Runs the daemon until SIGTERM/SIGINT: the operations HTTP endpoints and
-/// the worker pool.
+/// Runs the daemon until SIGTERM/SIGINT: the operations HTTP endpoints, the
+/// readiness prober and the worker pool.
 pub async fn run(worker: Arc<Worker>) -> anyhow::Result<()> {
     worker.check()?;
-    let latch = Latch::default();
     let http = if worker.cfg.http.listen.is_empty() {
         None
     } else {
@@ -121,13 +106,11 @@ pub async fn run(worker: Arc<Worker>) -> anyhow::Result<()> {
                 )
             })?;
         info!(addr = %listener.local_addr()?, "operations endpoints: /healthz /readyz /metrics");
-        Some(tokio::spawn(crate::ops::serve(
-            listener,
-            worker.clone(),
-            latch.clone(),
-        )))
+        Some(tokio::spawn(crate::ops::serve(listener, worker.clone())))
     };
-    crate::pool::run(worker, signals(latch)).await?;
+    let prober = tokio::spawn(crate::health::probe(worker.clone()));
+    crate::pool::run(worker.clone(), signals(worker.health.clone())).await?;
+    prober.abort();
     if let Some(h) = http {
         h.abort();
     }

@@ -17,12 +17,14 @@
 //!   shutdown; [`daemon`]: wiring.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod batch;
 pub mod cli;
 pub mod coalesce;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod health;
 pub mod item;
 pub mod message;
 pub mod metrics;

@@ -9,41 +9,55 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::daemon::Latch;
 use crate::worker::Worker;
 
-#[derive(Clone)]
-struct Ops {
-    worker: Arc<Worker>,
-    latch: Latch,
-}
-
 /// Serves the endpoints on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, worker: Arc<Worker>, latch: Latch) {
+pub async fn serve(listener: TcpListener, worker: Arc<Worker>) {
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(Ops { worker, latch });
+        .with_state(worker);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "operations endpoints stopped");
     }
 }
 
-async fn readyz(State(ops): State<Ops>) -> impl IntoResponse {
-    if ops.latch.is_tripped() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+/// Liveness: the pollers are running (or the process is draining).
+async fn healthz(State(w): State<Arc<Worker>>) -> impl IntoResponse {
+    let alive = w.health.pollers_alive();
+    if alive > 0 || w.health.is_shutting_down() {
+        (StatusCode::OK, format!("ok: {alive} pollers\n"))
     } else {
-        (StatusCode::OK, "ready\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no poller is running\n".to_string(),
+        )
     }
 }
 
-async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
+/// Readiness: the queue, table and topic answered recently and the process
+/// is not shutting down. The body says which dependency is missing.
+async fn readyz(State(w): State<Arc<Worker>>) -> impl IntoResponse {
+    let (ready, detail) = w.health.readiness();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        detail.to_string(),
+    )
+}
+
+async fn metrics(State(w): State<Arc<Worker>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        ops.worker.metrics.render(),
+        w.metrics.render(),
     )
 }

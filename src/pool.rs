@@ -75,6 +75,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) -> any
             },
         }
     }
+    worker.health.shut_down();
     info!("shutting down: polling stops, in-flight work may finish");
     let _ = stop_tx.send(true);
     while pollers.join_next().await.is_some() {}
@@ -120,6 +121,8 @@ async fn poll(
     let cfg = worker.cfg.clone();
     let batch = cfg.sqs.receive_batch_size as usize;
     let mut failures = 0u32;
+    worker.health.poller_started();
+    let _alive = PollerAlive(worker.health.clone());
     loop {
         if *stop.borrow() {
             return;
@@ -142,6 +145,7 @@ async fn poll(
         let messages = match received {
             Ok(m) => {
                 failures = 0;
+                worker.health.answered(crate::health::Dependency::Queue);
                 m
             }
             Err(e) => {
@@ -245,6 +249,15 @@ async fn handle_one(
         .remove(&msg.message_id);
     metrics.in_flight.dec();
     drop(permit);
+}
+
+/// Counts a poller as alive until it ends, however it ends.
+struct PollerAlive(Arc<crate::health::Health>);
+
+impl Drop for PollerAlive {
+    fn drop(&mut self) {
+        self.0.poller_stopped();
+    }
 }
 
 /// Aborts a helper task when its owner ends, even by cancellation.

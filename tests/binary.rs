@@ -173,14 +173,7 @@ async fn the_daemon_answers_requests_with_the_command_processor_and_exits_0_on_s
         .arg("--config")
         .arg(config)
         .args([
-            "send",
-            "request",
-            "--key",
-            "pk=order#9",
-            "--set",
-            "summary",
-            "--count",
-            "3",
+            "send", "request", "order#9", "--set", "summary", "--count", "3",
         ]);
     daemon_env(&env, &mut send);
     let out = send.output().unwrap();

@@ -1,0 +1,167 @@
+//! Running it in production: the operations endpoints, metrics after known
+//! traffic, readiness through shutdown, graceful shutdown with work in
+//! flight (DESIGN §5 invariant 6, §8), and credentials kept out of logs.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Daemon, Env, Recorder, Running, bin, wait_until};
+use triggered_cache::processor::Processor;
+use triggered_cache::state::Status;
+
+const T: Duration = Duration::from_secs(40);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_answer_and_metrics_count_known_traffic() {
+    let env = Env::new("ops").await;
+    let mut d = Daemon::spawn(bin(&env));
+    let (status, body) = d.get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    wait_until("readiness", T, || async { d.get("/readyz").await.0 == 200 }).await;
+    let ready = d.get("/readyz").await;
+    let detail: serde_json::Value = serde_json::from_str(&ready.1).unwrap();
+    assert_eq!(detail["dependencies"]["table"], "ok");
+    assert_eq!(detail["dependencies"]["queue"], "ok");
+    assert_eq!(detail["dependencies"]["topic"], "ok");
+
+    env.send(&Env::request("order#1", "summary")).await;
+    env.wait_events("a ready event", T, |e| {
+        e.iter().any(|e| e["event"] == "ready")
+    })
+    .await;
+    env.send(&Env::request("order#1", "summary")).await;
+    env.send_raw("garbage").await;
+    env.wait_events("a hit event", T, |e| e.iter().any(|e| e["event"] == "hit"))
+        .await;
+    env.wait_dlq(1, T).await;
+    env.wait_queue_empty(T).await;
+    let (_, metrics) = d.get("/metrics").await;
+    for line in [
+        "triggered_cache_claims_won_total{set=\"summary\"} 1",
+        "triggered_cache_hits_total{set=\"summary\"} 1",
+        "triggered_cache_misses_total{set=\"summary\"} 1",
+        "triggered_cache_processing_runs_total{set=\"summary\"} 1",
+        "triggered_cache_events_published_total{event=\"ready\",set=\"summary\"} 1",
+        "triggered_cache_events_published_total{event=\"hit\",set=\"summary\"} 1",
+        "triggered_cache_dead_lettered_total{reason=\"malformed\"} 1",
+        "triggered_cache_messages_received_total 3",
+        "triggered_cache_in_flight 0",
+    ] {
+        assert!(
+            metrics.contains(line),
+            "/metrics lacks {line:?}:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("triggered_cache_processing_seconds_bucket"),
+        "{metrics}"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(T).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_slow_work_in_flight_exits_0_and_returns_the_work_at_once() {
+    let env = Env::new("drain").await;
+    let mut cmd = bin(&env);
+    cmd.env("SUMMARIZE_DELAY", "60")
+        .env("TRIGGERED_CACHE__WORKER__SHUTDOWN_GRACE", "2s")
+        .env("TRIGGERED_CACHE__SQS__VISIBILITY_TIMEOUT", "120s");
+    let mut d = Daemon::spawn(cmd);
+    wait_until("readiness", T, || async { d.get("/readyz").await.0 == 200 }).await;
+    let rid_a = env.send(&Env::request("slow#a", "summary")).await;
+    let rid_b = env.send(&Env::request("slow#b", "summary")).await;
+    wait_until("both runs to start", T, || async {
+        env.record("slow#a", "summary").await.status == Some(Status::Processing)
+            && env.record("slow#b", "summary").await.status == Some(Status::Processing)
+    })
+    .await;
+    let started = std::time::Instant::now();
+    d.signal("TERM");
+    // Readiness goes false at once, while the pool drains.
+    let (status, body) = d.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("shutting down"), "{body}");
+    assert_eq!(d.wait_exit(T).await, Some(0), "{}", d.log_text());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "exit within the grace period (2s) plus a margin"
+    );
+    // The unfinished messages are visible again now, not after the 120s
+    // visibility timeout, and the leases were released.
+    let (visible, _) = env.queue_depth().await;
+    assert_eq!(visible, 2, "both messages are back on the queue");
+    assert_eq!(env.record("slow#a", "summary").await.lease_until, Some(0));
+    let fast = Recorder::ok_after(Duration::ZERO);
+    let w = Running::start(
+        env.config(&["summary"]),
+        vec![("summary", Arc::new(fast.clone()) as Arc<dyn Processor>)],
+    );
+    let evs = env
+        .wait_events("both requests answered", Duration::from_secs(30), |e| {
+            e.iter().filter(|e| e["event"] == "ready").count() == 2
+        })
+        .await;
+    for rid in [&rid_a, &rid_b] {
+        assert!(
+            evs.iter().any(|e| e["requestId"] == rid.as_str()),
+            "{rid} unanswered: {evs:#?}"
+        );
+    }
+    assert_eq!(
+        fast.count(),
+        2,
+        "the redeliveries continue the same requests"
+    );
+    w.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_processor_secrets_never_appear_in_logs() {
+    let env = Env::new("secrets").await;
+    let mut cmd = bin(&env);
+    let secret = "sEcReT-kEy-8c1f0e";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        r#"
+[sets.summary]
+processor = { kind = "http", url = "http://127.0.0.1:9/process", headers = { authorization = "Bearer tOkEn-77a2" } }
+max_attempts = 1
+"#,
+    )
+    .unwrap();
+    cmd.env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("RUST_LOG", "debug")
+        .env("TRIGGERED_CACHE_CONFIG", &config);
+    let mut d = Daemon::spawn(cmd);
+    env.send(&Env::request("order#s", "summary")).await;
+    let evs = env
+        .wait_events("a failed event", T, |e| {
+            e.iter().any(|e| e["event"] == "failed")
+        })
+        .await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(T).await, Some(0));
+    let logs = d.log_text();
+    assert!(
+        logs.contains("processing failed"),
+        "the failure is logged: {logs}"
+    );
+    assert!(
+        !logs.contains(secret),
+        "the AWS secret key leaked into the logs"
+    );
+    assert!(
+        !logs.contains("tOkEn-77a2"),
+        "the processor's header leaked into the logs"
+    );
+    let events = serde_json::to_string(&evs).unwrap();
+    assert!(
+        !events.contains(secret) && !events.contains("tOkEn-77a2"),
+        "a secret leaked into events"
+    );
+}
