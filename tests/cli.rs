@@ -1,0 +1,240 @@
+//! The operators' CLI on the real binary against the emulator: send,
+//! inspect, reset, dlq list and dlq redrive.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageAttributeValue;
+use common::{Env, bin};
+use serde_json::{Value as Json, json};
+use triggered_cache::item::to_av;
+use triggered_cache::state::Status;
+
+const T: Duration = Duration::from_secs(30);
+
+fn run(env: &Env, args: &[&str]) -> (String, String) {
+    let out = bin(env).args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    (stdout, stderr)
+}
+
+async fn put_ready(env: &Env, pk: &str) {
+    env.ddb
+        .put_item()
+        .table_name(&env.name)
+        .item("pk", to_av(&json!(pk)))
+        .item("triggeredCache_summary_status", to_av(&json!("READY")))
+        .item("triggeredCache_summary_epoch", to_av(&json!(7)))
+        .item("triggeredCache_summary_requestId", to_av(&json!("req-9")))
+        .item(
+            "triggeredCache_summary_readyAt",
+            to_av(&json!(triggered_cache::queue::now_millis() - 5000)),
+        )
+        .item("triggeredCache_summary_attempts", to_av(&json!(1)))
+        .item("triggeredCache_summary_value", to_av(&json!({"total": 1})))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_puts_each_kind_of_message_on_the_queue() {
+    let env = Env::new("cli-send").await;
+    let (out, _) = run(
+        &env,
+        &[
+            "send",
+            "request",
+            "order#1",
+            "--set",
+            "summary",
+            "--count",
+            "25",
+            "--input",
+            "{\"a\":1}",
+        ],
+    );
+    assert_eq!(out.lines().count(), 25);
+    run(&env, &["send", "trigger", "order#1", "--set", "*"]);
+    run(
+        &env,
+        &[
+            "send",
+            "trigger-start",
+            "order#1",
+            "--set",
+            "summary",
+            "--trigger-id",
+            "f1",
+        ],
+    );
+    run(
+        &env,
+        &[
+            "send",
+            "trigger-end",
+            "order#1",
+            "--set",
+            "summary",
+            "--trigger-id",
+            "f1",
+        ],
+    );
+    assert_eq!(env.queue_depth().await.0, 28);
+    let mut kinds = std::collections::BTreeMap::new();
+    while kinds.values().sum::<usize>() < 28 {
+        let out = env
+            .sqs
+            .receive_message()
+            .queue_url(&env.queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for m in out.messages.unwrap_or_default() {
+            let body: Json = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
+            assert_eq!(body["key"], json!({"pk": "order#1"}));
+            *kinds
+                .entry(body["type"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+            if body["type"] == "request" {
+                assert_eq!(body["input"], json!({"a": 1}));
+            }
+            env.sqs
+                .delete_message()
+                .queue_url(&env.queue_url)
+                .receipt_handle(m.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(kinds["request"], 25);
+    assert_eq!(kinds["trigger"], 1);
+    assert_eq!(kinds["trigger_start"], 1);
+    assert_eq!(kinds["trigger_end"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_shows_the_cache_state_and_reset_makes_it_stale() {
+    let env = Env::new("cli-inspect").await;
+    put_ready(&env, "order#2").await;
+    let (out, _) = run(&env, &["inspect", "order#2"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("SET") && lines[0].contains("LEASE LEFT"),
+        "{out}"
+    );
+    let row = lines.iter().find(|l| l.starts_with("summary")).unwrap();
+    for cell in ["READY", "7", "req-9", "5s", "1"] {
+        assert!(row.contains(cell), "{row:?} lacks {cell}");
+    }
+    let (out, _) = run(&env, &["inspect", "order#2", "--json"]);
+    let v: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["sets"]["summary"]["status"], "READY");
+    assert_eq!(v["sets"]["summary"]["epoch"], 7);
+
+    let (out, _) = run(&env, &["reset", "order#2", "--set", "summary"]);
+    assert!(out.contains("epoch 8"), "{out}");
+    let r = env.record("order#2", "summary").await;
+    assert_eq!(r.status, Some(Status::Stale));
+    assert_eq!(r.epoch, Some(8));
+    assert_eq!(r.request_id, None);
+    let evs = env
+        .wait_events("the reset event", T, |e| {
+            e.iter().any(|e| e["event"] == "reset")
+        })
+        .await;
+    assert_eq!(evs[0]["epoch"], 8);
+
+    let (out, _) = run(&env, &["inspect", "nothing#here"]);
+    assert!(out.contains("does not exist"), "{out}");
+    let fail = bin(&env)
+        .args(["inspect", "order#2", "--set", "nope"])
+        .output()
+        .unwrap();
+    assert!(!fail.status.success());
+    assert!(String::from_utf8_lossy(&fail.stderr).contains("not configured"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_list_shows_reasons_and_redrive_moves_messages_back() {
+    let env = Env::new("cli-dlq").await;
+    let attr = |v: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .unwrap()
+    };
+    for i in 0..3 {
+        env.sqs
+            .send_message()
+            .queue_url(&env.dlq_url)
+            .message_body(format!("{{\"broken\": {i}}}"))
+            .message_attributes("error", attr(&format!("reason number {i}")))
+            .message_attributes("errorKind", attr("malformed"))
+            .message_attributes("sourceMessageId", attr(&format!("m-{i}")))
+            .message_attributes(
+                "traceparent",
+                attr("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let (out, _) = run(&env, &["dlq", "list"]);
+    for i in 0..3 {
+        assert!(out.contains(&format!("reason number {i}")), "{out}");
+        assert!(out.contains(&format!("m-{i}")), "{out}");
+    }
+    // Listing leaves them in the DLQ, visible.
+    let dlq_depth = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&env.dlq_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()
+        .into_values()
+        .next()
+        .unwrap();
+    assert_eq!(dlq_depth, "3");
+
+    let (out, _) = run(&env, &["dlq", "redrive", "--limit", "2"]);
+    assert!(out.contains("re-drove 2"), "{out}");
+    let (out, _) = run(&env, &["dlq", "redrive"]);
+    assert!(out.contains("re-drove 1"), "{out}");
+    assert_eq!(env.queue_depth().await.0, 3);
+    let got = env
+        .sqs
+        .receive_message()
+        .queue_url(&env.queue_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert!(!got.is_empty());
+    for m in got {
+        let attrs = m.message_attributes.unwrap_or_default();
+        assert!(
+            !attrs.contains_key("error"),
+            "the reason is stripped on redrive"
+        );
+        assert!(
+            attrs.contains_key("traceparent"),
+            "other attributes are kept"
+        );
+    }
+    let (out, _) = run(&env, &["dlq", "list"]);
+    assert!(out.contains("empty"), "{out}");
+}
