@@ -177,7 +177,6 @@ pub fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(e) => return config_failure(&e),
     };
-    crate::daemon::init_logging(&cfg);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -185,7 +184,13 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(dispatch(cfg, cli.command.unwrap_or(Cmd::Run)));
+    let result = runtime.block_on(async move {
+        let telemetry = crate::telemetry::init(&cfg)?;
+        let result = dispatch(cfg, cli.command.unwrap_or(Cmd::Run)).await;
+        // Flushing may block: keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        result
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -43,6 +43,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Trace export (OpenTelemetry).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// The cache sets, by name: `[sets.summary]`.
     #[serde(default)]
     pub sets: BTreeMap<String, SetConfig>,
@@ -260,6 +263,45 @@ impl Default for LogConfig {
             level: default_level(),
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (port 4317 by convention).
+    #[default]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (port 4318 by convention).
+    Http,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Where to export traces by OTLP, e.g. `http://otel-collector:4317`;
+    /// unset = traces are not exported.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// `grpc` or `http` (HTTP/protobuf; `/v1/traces` is appended).
+    #[serde(default)]
+    pub otlp_protocol: OtlpProtocol,
+    /// The `service.name` of exported spans.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::default(),
+            service_name: default_service_name(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "triggered-cache".into()
 }
 
 /// The processor of a cache set: what computes its value.
@@ -575,6 +617,20 @@ impl Config {
                 format!(
                     "is {:?}, must be an address like 0.0.0.0:9090 (or \"\" for off)",
                     self.http.listen
+                ),
+            );
+        }
+        if let Some(ep) = self
+            .telemetry
+            .otlp_endpoint
+            .as_deref()
+            .filter(|e| !e.is_empty())
+            && !(ep.starts_with("http://") || ep.starts_with("https://"))
+        {
+            bad(
+                "telemetry.otlp_endpoint",
+                format!(
+                    "is {ep:?}, must be an http:// or https:// URL such as http://otel-collector:4317"
                 ),
             );
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tracing::info;
 
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::events::Publisher;
 use crate::item::Attrs;
 use crate::queue::Queue;
@@ -42,31 +42,6 @@ pub fn worker(cfg: Arc<Config>, sdk: &SdkConfig) -> anyhow::Result<Worker> {
     );
     let events = Publisher::new(aws_sdk_sns::Client::new(sdk), &cfg);
     Worker::new(cfg, table, queue, events)
-}
-
-/// Starts logging as configured. `RUST_LOG` overrides the level.
-pub fn init_logging(cfg: &Config) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
-    let json = match cfg.log.format {
-        LogFormat::Json => true,
-        LogFormat::Pretty => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init()
-    } else {
-        builder.compact().try_init()
-    };
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::{Map, Value as Json, json};
+use tracing::Instrument;
 
 use crate::config::{Config, EventKind};
 use crate::item::{Attrs, Item, Key, item_to_json};
@@ -183,15 +184,26 @@ impl Publisher {
             .message(body)
             .message_attributes("event", attr(ev.kind.as_str()))
             .message_attributes("set", attr(ev.set));
+        for (k, v) in crate::telemetry::current_context() {
+            req = req.message_attributes(k, attr(&v));
+        }
         if self.fifo {
             req = req
                 .message_group_id(group_id(ev.key))
                 .message_deduplication_id(&id);
         }
-        req.send().await.map_err(|e| PublishError {
-            topic: self.topic_arn.clone(),
-            message: crate::table::aws_error_message(&e),
-        })?;
+        let span = tracing::info_span!(
+            "sns.Publish",
+            otel.kind = "producer",
+            event = ev.kind.as_str()
+        );
+        req.send()
+            .instrument(span)
+            .await
+            .map_err(|e| PublishError {
+                topic: self.topic_arn.clone(),
+                message: crate::table::aws_error_message(&e),
+            })?;
         Ok(Some(id))
     }
 }

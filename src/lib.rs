@@ -34,6 +34,7 @@ pub mod processor;
 pub mod queue;
 pub mod state;
 pub mod table;
+pub mod telemetry;
 pub mod worker;
 
 pub use config::Config;

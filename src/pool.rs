@@ -212,12 +212,14 @@ async fn handle_one(
     metrics.in_flight.inc();
     let span = info_span!(
         "message",
+        otel.kind = "consumer",
         message_id = %msg.message_id,
         key = tracing::field::Empty,
         set = tracing::field::Empty,
         request_id = tracing::field::Empty,
         receive_count = msg.receive_count,
     );
+    crate::telemetry::adopt_parent(&span, &msg.attributes);
     let keeper = AbortOnDrop(tokio::spawn(keep_invisible(
         worker.clone(),
         msg.receipt.clone(),

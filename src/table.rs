@@ -10,6 +10,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
+use tracing::Instrument;
+
 use crate::item::{Attrs, Item, Key, val_to_av};
 use crate::state::{Cond, Op, Write};
 
@@ -72,6 +74,9 @@ impl Table {
             .set_key(Some(key.to_item()))
             .consistent_read(true)
             .send()
+            .instrument(
+                tracing::info_span!("dynamodb.GetItem", otel.kind = "client", table = %self.name),
+            )
             .await
             .map_err(|e| self.call_error("GetItem", e))?;
         Ok(out.item.unwrap_or_default())
@@ -100,7 +105,9 @@ impl Table {
         if let Some(cond) = expr.condition {
             req = req.condition_expression(cond);
         }
-        match req.send().await {
+        let span =
+            tracing::info_span!("dynamodb.UpdateItem", otel.kind = "client", table = %self.name);
+        match req.send().instrument(span).await {
             Ok(out) => Ok(Updated::Applied(out.attributes.unwrap_or_default())),
             Err(SdkError::ServiceError(se)) => match se.into_err() {
                 UpdateItemError::ConditionalCheckFailedException(e) => {

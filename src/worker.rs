@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::coalesce::{Coalescer, FlightOutcome, Leader, Role};
 use crate::config::{Config, EventKind, SetConfig};
@@ -495,7 +495,10 @@ impl Worker {
         };
         let started = Instant::now();
         let result = {
-            let work = tokio::time::timeout(set_cfg.timeout, processor.process(&job));
+            let span =
+                tracing::info_span!("processor", otel.kind = "internal", set, epoch, attempt);
+            let work =
+                tokio::time::timeout(set_cfg.timeout, processor.process(&job)).instrument(span);
             tokio::pin!(work);
             let period = self.cfg.worker.heartbeat_interval;
             let mut heartbeat =

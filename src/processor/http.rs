@@ -65,6 +65,7 @@ impl Processor for HttpProcessor {
             .client
             .post(self.url.clone())
             .headers(self.headers.clone())
+            .headers(trace_headers())
             .json(job)
             .send()
             .await
@@ -91,6 +92,20 @@ impl Processor for HttpProcessor {
             Err(ProcessError::Permanent(msg))
         }
     }
+}
+
+/// The current trace context as `traceparent`/`tracestate` headers.
+fn trace_headers() -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in crate::telemetry::current_context() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            map.insert(name, value);
+        }
+    }
+    map
 }
 
 fn without_url(e: &reqwest::Error) -> String {

@@ -1,0 +1,156 @@
+//! Logs and traces.
+//!
+//! Logs are `tracing` events, JSON in production and readable locally.
+//! Traces are the same spans exported by OTLP (gRPC or HTTP/protobuf) when
+//! `telemetry.otlp_endpoint` is set, and not at all otherwise. W3C trace
+//! context (`traceparent`, `tracestate`) is read from the SQS message
+//! attributes of each message (the producer's span becomes the parent of the
+//! message's span) and written into the SNS completion events and the `http`
+//! processor's request headers, so a trace runs end to end.
+
+use std::collections::HashMap;
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{Config, LogFormat, OtlpProtocol};
+
+/// Flushes exported spans when the daemon stops.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports what is buffered and stops the exporter.
+    pub fn shutdown(self) {
+        if let Some(p) = self.provider
+            && let Err(e) = p.shutdown()
+        {
+            eprintln!("warning: flushing traces failed: {e}");
+        }
+    }
+}
+
+/// Starts logging (and trace export if configured). Must run inside the
+/// tokio runtime when an OTLP endpoint is configured.
+pub fn init(cfg: &Config) -> anyhow::Result<Telemetry> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let json = match cfg.log.format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed()
+    } else {
+        fmt.compact().boxed()
+    };
+    let provider = match cfg
+        .telemetry
+        .otlp_endpoint
+        .as_deref()
+        .filter(|e| !e.is_empty())
+    {
+        None => None,
+        Some(endpoint) => Some(provider(cfg, endpoint)?),
+    };
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("triggered-cache"))
+            .with_tracked_inactivity(false)
+    });
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    Ok(Telemetry { provider })
+}
+
+fn provider(cfg: &Config, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
+    let exporter = match cfg.telemetry.otlp_protocol {
+        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()?,
+        OtlpProtocol::Http => {
+            let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(url)
+                .build()?
+        }
+    };
+    // The batch processor that runs on tokio: the OTLP exporters need its
+    // reactor (the default one exports from a plain thread).
+    let processor =
+        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(cfg.telemetry.service_name.clone())
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource)
+        .build())
+}
+
+struct AttrExtractor<'a>(&'a HashMap<String, aws_sdk_sqs::types::MessageAttributeValue>);
+
+impl Extractor for AttrExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.string_value.as_deref())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// Makes the producer's trace (from the message's `traceparent` attribute)
+/// the parent of `span`.
+pub fn adopt_parent(
+    span: &tracing::Span,
+    attributes: &HashMap<String, aws_sdk_sqs::types::MessageAttributeValue>,
+) {
+    if !attributes.contains_key("traceparent") {
+        return;
+    }
+    let cx = TraceContextPropagator::new().extract(&AttrExtractor(attributes));
+    let _ = span.set_parent(cx);
+}
+
+struct MapInjector<'a>(&'a mut Vec<(String, String)>);
+
+impl Injector for MapInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_owned(), value));
+    }
+}
+
+/// The W3C trace context of the current span, as header/attribute pairs
+/// (empty when traces are not exported).
+pub fn current_context() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let cx = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&cx, &mut MapInjector(&mut out));
+    out
+}
