@@ -78,9 +78,14 @@ pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) -> any
     worker.health.shut_down();
     info!("shutting down: polling stops, in-flight work may finish");
     let _ = stop_tx.send(true);
-    while pollers.join_next().await.is_some() {}
+    // Pollers finish their receive in progress and return what it brought
+    // (see `poll`); the grace period covers that and the in-flight work.
     let all = cfg.worker.concurrency;
-    let drained = tokio::time::timeout(cfg.worker.shutdown_grace, slots.acquire_many(all)).await;
+    let drain = async {
+        while pollers.join_next().await.is_some() {}
+        slots.acquire_many(all).await
+    };
+    let drained = tokio::time::timeout(cfg.worker.shutdown_grace, drain).await;
     if drained.is_err() {
         let left: Vec<(String, Entry)> = inflight
             .entries
@@ -138,9 +143,23 @@ async fn poll(
             }
         }
         let want = permits.num_permits() as i32;
+        // A receive in progress is not cancelled on shutdown: SQS may
+        // already have handed us messages, which would then stay invisible
+        // for the whole visibility timeout. We let it finish and return
+        // what it brought at once.
+        let receive = worker
+            .queue
+            .receive(want, cfg.sqs.wait_time, cfg.sqs.visibility_timeout);
+        tokio::pin!(receive);
         let received = tokio::select! {
-            r = worker.queue.receive(want, cfg.sqs.wait_time, cfg.sqs.visibility_timeout) => r,
-            _ = stop.changed() => return,
+            r = &mut receive => r,
+            _ = stop.changed() => {
+                if let Ok(messages) = receive.await {
+                    let releases = messages.iter().map(|m| worker.queue.set_visibility(&m.receipt, Duration::ZERO));
+                    futures::future::join_all(releases).await;
+                }
+                return;
+            }
         };
         let messages = match received {
             Ok(m) => {

@@ -142,7 +142,10 @@ struct MapInjector<'a>(&'a mut Vec<(String, String)>);
 
 impl Injector for MapInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        self.0.push((key.to_owned(), value));
+        // An empty `tracestate` is valid W3C but not a valid SNS attribute.
+        if !value.is_empty() {
+            self.0.push((key.to_owned(), value));
+        }
     }
 }
 

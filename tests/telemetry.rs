@@ -1,0 +1,201 @@
+//! Traces: a message's span is a child of the producer's trace (W3C
+//! `traceparent` in the SQS message attributes), the DynamoDB calls, the
+//! processor and the SNS publish are its children, and the completion event
+//! carries the trace on. Checked with an in-process OTLP receiver.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageAttributeValue;
+use common::{Daemon, Env, bin};
+use fake_opentelemetry_collector::FakeCollectorServer;
+
+const PRODUCER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PRODUCER_SPAN: &str = "00f067aa0ba902b7";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_span_continues_the_producers_trace_with_child_spans() {
+    let env = Env::new("otel").await;
+    let mut collector = FakeCollectorServer::start().await.unwrap();
+    let mut cmd = bin(&env);
+    cmd.env(
+        "TRIGGERED_CACHE__TELEMETRY__OTLP_ENDPOINT",
+        collector.endpoint(),
+    );
+    let mut d = Daemon::spawn(cmd);
+    let attr = |v: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .unwrap()
+    };
+    env.sqs
+        .send_message()
+        .queue_url(&env.queue_url)
+        .message_body(Env::request("order#t", "summary").to_string())
+        .message_attributes(
+            "traceparent",
+            attr(&format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01")),
+        )
+        .send()
+        .await
+        .unwrap();
+    let evs = env
+        .wait_events("a ready event", Duration::from_secs(30), |e| {
+            e.iter().any(|e| e["event"] == "ready")
+        })
+        .await;
+    assert_eq!(evs.len(), 1);
+    d.signal("TERM");
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(30)).await,
+        Some(0),
+        "{}",
+        d.log_text()
+    );
+
+    let spans = collector.exported_spans(5, Duration::from_secs(20)).await;
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let message = spans
+        .iter()
+        .find(|s| s.name == "message")
+        .unwrap_or_else(|| panic!("no message span in {names:?}"));
+    assert_eq!(
+        message.trace_id, PRODUCER_TRACE,
+        "the producer's trace continues"
+    );
+    assert_eq!(
+        message.parent_span_id, PRODUCER_SPAN,
+        "the producer's span is the parent"
+    );
+    for child in [
+        "dynamodb.GetItem",
+        "dynamodb.UpdateItem",
+        "processor",
+        "sns.Publish",
+    ] {
+        let s = spans
+            .iter()
+            .find(|s| s.name == child)
+            .unwrap_or_else(|| panic!("no {child} span in {names:?}"));
+        assert_eq!(s.trace_id, PRODUCER_TRACE, "{child} is in the trace");
+        assert_eq!(
+            s.parent_span_id, message.span_id,
+            "{child} is a child of the message span"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_events_carry_the_trace_context() {
+    let env = Env::new("otel-ev").await;
+    let collector = FakeCollectorServer::start().await.unwrap();
+    let mut cmd = bin(&env);
+    cmd.env(
+        "TRIGGERED_CACHE__TELEMETRY__OTLP_ENDPOINT",
+        collector.endpoint(),
+    );
+    let mut d = Daemon::spawn(cmd);
+    let attr = |v: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .unwrap()
+    };
+    env.sqs
+        .send_message()
+        .queue_url(&env.queue_url)
+        .message_body(Env::request("order#u", "summary").to_string())
+        .message_attributes(
+            "traceparent",
+            attr(&format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01")),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Read the event with its message attributes (raw delivery keeps them).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let traceparent = loop {
+        assert!(std::time::Instant::now() < deadline, "no event arrived");
+        let out = env
+            .sqs
+            .receive_message()
+            .queue_url(&env.events_url)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = out.messages.unwrap_or_default().into_iter().next() {
+            let attrs = m.message_attributes.unwrap_or_default();
+            assert_eq!(attrs["event"].string_value.as_deref(), Some("ready"));
+            assert_eq!(attrs["set"].string_value.as_deref(), Some("summary"));
+            break attrs
+                .get("traceparent")
+                .and_then(|a| a.string_value.clone());
+        }
+    };
+    let traceparent = traceparent.expect("the event carries a traceparent attribute");
+    assert!(traceparent.contains(PRODUCER_TRACE), "{traceparent}");
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_can_be_exported_over_http_protobuf() {
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+    use std::sync::{Arc, Mutex};
+    let env = Env::new("otel-http").await;
+    let got: Arc<Mutex<Vec<(String, String, Bytes)>>> = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                let ct = headers
+                    .get("content-type")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default();
+                sink.lock()
+                    .unwrap()
+                    .push((uri.path().to_string(), ct, body));
+                ""
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut cmd = bin(&env);
+    cmd.env(
+        "TRIGGERED_CACHE__TELEMETRY__OTLP_ENDPOINT",
+        format!("http://{addr}"),
+    )
+    .env("TRIGGERED_CACHE__TELEMETRY__OTLP_PROTOCOL", "http");
+    let mut d = Daemon::spawn(cmd);
+    env.send(&Env::request("order#h", "summary")).await;
+    env.wait_events("a ready event", Duration::from_secs(30), |e| {
+        e.iter().any(|e| e["event"] == "ready")
+    })
+    .await;
+    d.signal("TERM");
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(30)).await,
+        Some(0),
+        "{}",
+        d.log_text()
+    );
+    let got = got.lock().unwrap();
+    let (path, ct, body) = got.first().expect("the exporter posted spans");
+    assert_eq!(path, "/v1/traces");
+    assert_eq!(ct, "application/x-protobuf");
+    let needle = b"dynamodb.UpdateItem";
+    assert!(
+        body.windows(needle.len()).any(|w| w == needle),
+        "the batch holds our spans"
+    );
+}
