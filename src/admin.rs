@@ -122,7 +122,7 @@ pub async fn inspect(
         let r = table.attrs.record(&item, s);
         let status = match (r.status, r.trigger_id.as_deref()) {
             (None, _) => "(never)".to_string(),
-            (Some(st), Some(t)) if st == state::Status::Triggered => {
+            (Some(state::Status::Triggered), Some(t)) => {
                 format!(
                     "TRIGGERED by {t}, {} to deadline",
                     left(now, r.trigger_deadline)

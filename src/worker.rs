@@ -42,6 +42,9 @@ pub enum Disposition {
 
 type FlightKey = (Key, String);
 
+/// Processing runs by request id: (key, set, epoch).
+type Runs = Arc<Mutex<HashMap<String, (Key, String, i64)>>>;
+
 /// Everything a handler needs, built once per process.
 pub struct Worker {
     pub cfg: Arc<Config>,
@@ -55,14 +58,14 @@ pub struct Worker {
     flights: Coalescer<FlightKey>,
     /// Processing runs that did not finish normally (cancelled at
     /// shutdown, or panicked): their leases are released at shutdown.
-    unfinished: Arc<Mutex<HashMap<String, (Key, String, i64)>>>,
+    unfinished: Runs,
 }
 
 /// Records a processing run until it finishes; a run that is dropped
 /// unfinished stays recorded.
 struct RunGuard {
     rid: String,
-    runs: Arc<Mutex<HashMap<String, (Key, String, i64)>>>,
+    runs: Runs,
     finished: bool,
 }
 
