@@ -49,6 +49,21 @@ pub struct Config {
     /// The cache sets, by name: `[sets.summary]`.
     #[serde(default)]
     pub sets: BTreeMap<String, SetConfig>,
+    /// Rules mapping DynamoDB Stream records to triggers: `[[streams]]`.
+    #[serde(default)]
+    pub streams: Vec<crate::streams::StreamRule>,
+    /// Dependency tracking.
+    #[serde(default)]
+    pub dependencies: DependenciesConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DependenciesConfig {
+    /// The table of dependency edges (partition key `entity` (S), sort key
+    /// `dependent` (S)); unset = `dependsOn` answers are not tracked.
+    #[serde(default)]
+    pub table: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -693,11 +708,36 @@ impl Config {
                 _ => {}
             }
         }
+        if let Err(errors) = crate::streams::Rules::new(&self.streams, &self.key_names()) {
+            for (i, e) in errors {
+                issues.push(ConfigIssue {
+                    key: format!("streams[{i}]"),
+                    problem: e,
+                });
+            }
+        }
+        for (i, rule) in self.streams.iter().enumerate() {
+            for set in &rule.sets {
+                if set != "*" && !self.sets.contains_key(set) {
+                    issues.push(ConfigIssue {
+                        key: format!("streams[{i}].sets"),
+                        problem: format!("names set {set}, which is not configured"),
+                    });
+                }
+            }
+        }
         if issues.is_empty() {
             Ok(())
         } else {
             Err(ConfigError { issues })
         }
+    }
+
+    /// The cache table's key attribute names, partition key first.
+    pub fn key_names(&self) -> Vec<String> {
+        std::iter::once(self.dynamodb.partition_key.clone())
+            .chain(self.dynamodb.sort_key.clone())
+            .collect()
     }
 
     /// Whether the topic is FIFO (`.fifo`).

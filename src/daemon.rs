@@ -41,7 +41,17 @@ pub fn worker(cfg: Arc<Config>, sdk: &SdkConfig) -> anyhow::Result<Worker> {
         cfg.sqs.dlq_url.clone(),
     );
     let events = Publisher::new(aws_sdk_sns::Client::new(sdk), &cfg);
-    Worker::new(cfg, table, queue, events)
+    let deps = cfg
+        .dependencies
+        .table
+        .clone()
+        .filter(|t| !t.is_empty())
+        .map(|t| crate::dependencies::Dependencies::new(aws_sdk_dynamodb::Client::new(sdk), t));
+    let worker = Worker::new(cfg, table, queue, events)?;
+    Ok(match deps {
+        Some(d) => worker.with_dependencies(d),
+        None => worker,
+    })
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.

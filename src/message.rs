@@ -75,11 +75,57 @@ pub struct Schema {
     pub sets: BTreeSet<String>,
 }
 
-const FIELDS: [&str; 7] = ["v", "type", "key", "set", "requestId", "input", "triggerId"];
+const FIELDS: [&str; 8] = [
+    "v",
+    "type",
+    "key",
+    "set",
+    "requestId",
+    "input",
+    "triggerId",
+    "dependency",
+];
+
+/// Every form a queue message can take.
+#[derive(Debug, PartialEq)]
+pub enum Decoded {
+    /// A native message about one item.
+    Message(Message),
+    /// `{"v":1,"type":"trigger","dependency":"product#A"}`: reset every
+    /// cache that depends on the entity.
+    Dependency(String),
+    /// DynamoDB Stream records, mapped by the configured rules.
+    Stream(crate::streams::StreamTriggers),
+}
+
+/// A decoded body and the message attributes of the envelope it came in
+/// (an SNS notification's `MessageAttributes`, e.g. `traceparent`).
+#[derive(Debug, PartialEq)]
+pub struct Envelope {
+    pub decoded: Decoded,
+    pub attributes: Vec<(String, String)>,
+}
 
 impl Schema {
-    /// Decodes a message body, unwrapping an SNS notification envelope.
+    /// Decodes a native message body (unwrapping an SNS notification).
     pub fn decode(&self, body: &str) -> Result<Message, BadMessage> {
+        match self
+            .decode_any(body, &crate::streams::Rules::default())?
+            .decoded
+        {
+            Decoded::Message(m) => Ok(m),
+            Decoded::Dependency(_) => Err(bad("a dependency trigger names no item")),
+            Decoded::Stream(_) => Err(bad("a stream record is not a native message")),
+        }
+    }
+
+    /// Decodes any body: a native message, an SNS notification wrapping
+    /// one, or DynamoDB Stream records (mapped by `rules`).
+    pub fn decode_any(
+        &self,
+        body: &str,
+        rules: &crate::streams::Rules,
+    ) -> Result<Envelope, BadMessage> {
         if body.len() > MAX_BODY_BYTES {
             return Err(bad(format!(
                 "body is {} bytes, over the limit of {MAX_BODY_BYTES}",
@@ -88,16 +134,35 @@ impl Schema {
         }
         let json: Json =
             serde_json::from_str(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
+        if let Json::Object(obj) = &json
+            && let Some(inner) = sns_message(obj)
+        {
+            let mut env = self.decode_any(inner, rules)?;
+            env.attributes.extend(sns_attributes(obj));
+            return Ok(env);
+        }
+        if crate::streams::is_stream(&json) {
+            if rules.is_empty() {
+                return Err(bad(
+                    "a DynamoDB Stream record arrived but no [[streams]] rules are configured",
+                ));
+            }
+            let triggers = rules.map(&json)?;
+            return Ok(Envelope {
+                decoded: Decoded::Stream(triggers),
+                attributes: vec![],
+            });
+        }
         let Json::Object(obj) = json else {
             return Err(bad("body is not a JSON object"));
         };
-        if let Some(inner) = sns_message(&obj) {
-            return self.decode(inner);
-        }
-        self.decode_object(&obj)
+        Ok(Envelope {
+            decoded: self.decode_object(&obj)?,
+            attributes: vec![],
+        })
     }
 
-    fn decode_object(&self, obj: &Map<String, Json>) -> Result<Message, BadMessage> {
+    fn decode_object(&self, obj: &Map<String, Json>) -> Result<Decoded, BadMessage> {
         if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(bad(format!(
                 "unknown field `{}`; known fields are {}",
@@ -118,6 +183,24 @@ impl Schema {
         let kind = string_field(obj, "type")?.ok_or_else(|| {
             bad("field `type` is missing (request, trigger, trigger_start or trigger_end)")
         })?;
+        if kind == "trigger" && obj.contains_key("dependency") {
+            if let Some(extra) = ["key", "set", "requestId", "input", "triggerId"]
+                .into_iter()
+                .find(|f| obj.contains_key(*f))
+            {
+                return Err(bad(format!(
+                    "field `{extra}` does not belong in a dependency trigger (it names only `dependency`)"
+                )));
+            }
+            let entity =
+                id_field(obj, "dependency")?.ok_or_else(|| bad("field `dependency` is missing"))?;
+            return Ok(Decoded::Dependency(entity));
+        }
+        if obj.contains_key("dependency") {
+            return Err(bad(format!(
+                "field `dependency` does not belong in a `{kind}` message"
+            )));
+        }
         let key = self.key(obj.get("key"))?;
         let set = string_field(obj, "set")?.ok_or_else(|| bad("field `set` is missing"))?;
         let allowed = |names: &[&str]| -> Result<(), BadMessage> {
@@ -169,7 +252,7 @@ impl Schema {
                 )));
             }
         };
-        Ok(Message { key, command })
+        Ok(Decoded::Message(Message { key, command }))
     }
 
     fn set(&self, set: &str) -> Result<String, BadMessage> {
@@ -239,6 +322,19 @@ fn sns_message(obj: &Map<String, Json>) -> Option<&str> {
     } else {
         None
     }
+}
+
+/// An SNS notification's message attributes as name/value pairs.
+fn sns_attributes(obj: &Map<String, Json>) -> Vec<(String, String)> {
+    obj.get("MessageAttributes")
+        .and_then(Json::as_object)
+        .map(|attrs| {
+            attrs
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.get("Value")?.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn string_field<'a>(

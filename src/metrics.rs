@@ -65,6 +65,8 @@ pub struct Metrics {
     pub receive_batch_size: Histogram,
     pub aws_errors: Family<ServiceLabel, Counter>,
     pub panics: Counter,
+    pub stream_records_unmatched: Counter,
+    pub dependency_resets: BySet,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -98,6 +100,8 @@ impl Default for Metrics {
             receive_batch_size: Histogram::new([0.0, 1.0, 2.0, 5.0, 10.0]),
             aws_errors: Family::default(),
             panics: Counter::default(),
+            stream_records_unmatched: Counter::default(),
+            dependency_resets: BySet::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -204,6 +208,16 @@ impl Default for Metrics {
             "panics",
             "Handler panics caught (the message went back to the queue)",
             m.panics.clone(),
+        );
+        registry.register(
+            "stream_records_unmatched",
+            "DynamoDB Stream records that matched no [[streams]] rule (dropped)",
+            m.stream_records_unmatched.clone(),
+        );
+        registry.register(
+            "dependency_resets",
+            "Caches reset because an entity they depend on was triggered",
+            m.dependency_resets.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -89,7 +89,20 @@ impl Table {
         key: &Key,
         writes: &[(&str, &Write)],
     ) -> Result<Updated, TableError> {
-        let expr = Expression::build(&self.attrs, writes);
+        self.update_with(key, writes, &[]).await
+    }
+
+    /// [`Table::update`] that also sets (or, with `None`, removes) plain
+    /// attributes outside the state machine, in the same write (the
+    /// dependency bookkeeping of a commit).
+    pub async fn update_with(
+        &self,
+        key: &Key,
+        writes: &[(&str, &Write)],
+        extra: &[(String, Option<AttributeValue>)],
+    ) -> Result<Updated, TableError> {
+        let mut expr = Expression::build(&self.attrs, writes);
+        expr.add_plain(extra);
         let mut req = self
             .client
             .update_item()
@@ -229,6 +242,49 @@ impl Expression {
             e.condition = Some(conds.join(" AND "));
         }
         e
+    }
+
+    /// Adds plain `SET attr = value` / `REMOVE attr` parts.
+    pub fn add_plain(&mut self, extra: &[(String, Option<AttributeValue>)]) {
+        let mut sets = Vec::new();
+        let mut removes = Vec::new();
+        for (attr, value) in extra {
+            let n = self.name(attr.clone());
+            match value {
+                Some(v) => {
+                    let v = self.value(v.clone());
+                    sets.push(format!("{n} = {v}"));
+                }
+                None => removes.push(n),
+            }
+        }
+        // Insert into the existing clauses (SET must come before REMOVE).
+        let (set_part, remove_part) = match self.update.split_once("REMOVE ") {
+            Some((s, r)) => (s.trim().to_string(), r.to_string()),
+            None => (self.update.trim().to_string(), String::new()),
+        };
+        let mut set_items: Vec<String> = set_part
+            .strip_prefix("SET ")
+            .map(|s| s.split(", ").map(str::to_owned).collect())
+            .unwrap_or_default();
+        set_items.extend(sets);
+        let mut remove_items: Vec<String> = if remove_part.is_empty() {
+            vec![]
+        } else {
+            remove_part.split(", ").map(str::to_owned).collect()
+        };
+        remove_items.extend(removes);
+        let mut update = String::new();
+        if !set_items.is_empty() {
+            update = format!("SET {}", set_items.join(", "));
+        }
+        if !remove_items.is_empty() {
+            if !update.is_empty() {
+                update.push(' ');
+            }
+            update.push_str(&format!("REMOVE {}", remove_items.join(", ")));
+        }
+        self.update = update;
     }
 
     fn name(&mut self, attr: String) -> String {

@@ -138,6 +138,26 @@ pub fn adopt_parent(
     let _ = span.set_parent(cx);
 }
 
+/// Like [`adopt_parent`], from an envelope's attributes (an SNS
+/// notification's `MessageAttributes`).
+pub fn adopt_parent_from(span: &tracing::Span, attributes: &[(String, String)]) {
+    struct Pairs<'a>(&'a [(String, String)]);
+    impl Extractor for Pairs<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.iter().map(|(k, _)| k.as_str()).collect()
+        }
+    }
+    if attributes.iter().any(|(k, _)| k == "traceparent") {
+        let _ = span.set_parent(TraceContextPropagator::new().extract(&Pairs(attributes)));
+    }
+}
+
 struct MapInjector<'a>(&'a mut Vec<(String, String)>);
 
 impl Injector for MapInjector<'_> {

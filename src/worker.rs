@@ -17,15 +17,17 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::coalesce::{Coalescer, FlightOutcome, Leader, Role};
 use crate::config::{Config, EventKind, SetConfig};
+use crate::dependencies::Dependencies;
 use crate::events::{CompletionEvent, Publisher};
 use crate::item::{Item, Key, MAX_ITEM_BYTES, item_to_json, to_av};
-use crate::message::{Command, Schema, SetSelector};
+use crate::message::{Command, Decoded, Schema, SetSelector};
 use crate::metrics::Metrics;
 use crate::processor::{Job, ProcessError, Processor};
 use crate::queue::{Queue, Received, now_millis};
 use crate::state::{
     self, ClaimReason, Clock, Decision, Field, LeaveReason, Outcome, Rejected, Run,
 };
+use crate::streams::{Rules, StreamTriggers};
 use crate::table::{Table, TableError, Updated};
 
 /// What the pool does with a message once its handler returns.
@@ -55,6 +57,8 @@ pub struct Worker {
     pub health: Arc<crate::health::Health>,
     processors: HashMap<String, Arc<dyn Processor>>,
     schema: Schema,
+    rules: Rules,
+    dependencies: Option<Dependencies>,
     flights: Coalescer<FlightKey>,
     /// Processing runs that did not finish normally (cancelled at
     /// shutdown, or panicked): their leases are released at shutdown.
@@ -113,7 +117,11 @@ impl Worker {
             sort_key: cfg.dynamodb.sort_key.clone(),
             sets: cfg.sets.keys().cloned().collect::<BTreeSet<_>>(),
         };
+        let rules = Rules::new(&cfg.streams, &cfg.key_names())
+            .map_err(|e| anyhow::anyhow!("invalid [[streams]] rules: {e:?}"))?;
         Ok(Worker {
+            rules,
+            dependencies: None,
             cfg,
             table,
             queue,
@@ -131,6 +139,12 @@ impl Worker {
     /// crate); replaces a configured one.
     pub fn with_processor(mut self, set: &str, processor: Arc<dyn Processor>) -> Self {
         self.processors.insert(set.to_owned(), processor);
+        self
+    }
+
+    /// Turns on dependency tracking with the edge table.
+    pub fn with_dependencies(mut self, dependencies: Dependencies) -> Self {
+        self.dependencies = Some(dependencies);
         self
     }
 
@@ -180,14 +194,33 @@ impl Worker {
     /// Handles one received message.
     pub async fn handle(&self, msg: &Received) -> Disposition {
         let span = tracing::Span::current();
-        let decoded = match self.schema.decode(&msg.body) {
-            Ok(m) => m,
+        let envelope = match self.schema.decode_any(&msg.body, &self.rules) {
+            Ok(e) => e,
             Err(bad) => {
                 warn!(reason = %bad.reason, "message cannot be understood; dead-lettering it");
                 return Disposition::DeadLetter {
                     kind: "malformed",
                     reason: bad.reason,
                 };
+            }
+        };
+        if !envelope.attributes.is_empty() {
+            crate::telemetry::adopt_parent_from(&span, &envelope.attributes);
+        }
+        let decoded = match envelope.decoded {
+            Decoded::Message(m) => m,
+            Decoded::Dependency(entity) => {
+                span.record("key", entity.as_str());
+                return self
+                    .trigger_dependency(&entity)
+                    .await
+                    .unwrap_or_else(|e| self.after_error(&e, msg));
+            }
+            Decoded::Stream(triggers) => {
+                return self
+                    .stream(triggers)
+                    .await
+                    .unwrap_or_else(|e| self.after_error(&e, msg));
             }
         };
         let key = decoded.key;
@@ -572,9 +605,18 @@ impl Worker {
         ) {
             return self.fail(key, set, rid, epoch, &error, leader).await;
         }
+        let deps_attr = format!("{}_{set}_dependsOn", self.table.attrs.prefix);
+        let (extra, stale_edges) = self
+            .track_dependencies(key, set, claimed, &deps_attr, &output.depends_on)
+            .await?;
         let commit = state::commit(rid, epoch, output.value.clone(), now_millis());
-        match self.table.update(key, &[(set, &commit)]).await {
+        match self.table.update_with(key, &[(set, &commit)], &extra).await {
             Ok(Updated::Applied(new)) => {
+                if let (Some(deps), false) = (&self.dependencies, stale_edges.is_empty())
+                    && let Err(e) = deps.remove(key, set, &stale_edges).await
+                {
+                    warn!(error = %format!("{e:#}"), "could not remove dependency edges no longer reported; they cost extra resets only");
+                }
                 info!(
                     epoch,
                     attempt,
@@ -603,6 +645,114 @@ impl Worker {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Writes the edges of entities this run newly depends on (before the
+    /// commit) and returns the commit's extra attribute plus the edges to
+    /// remove after it (see [`crate::dependencies`]).
+    async fn track_dependencies(
+        &self,
+        key: &Key,
+        set: &str,
+        claimed: &Item,
+        attr: &str,
+        reported: &[String],
+    ) -> anyhow::Result<(
+        Vec<(String, Option<aws_sdk_dynamodb::types::AttributeValue>)>,
+        BTreeSet<String>,
+    )> {
+        let Some(deps) = &self.dependencies else {
+            if !reported.is_empty() {
+                warn!(
+                    entities = reported.len(),
+                    "the processor reported dependsOn but dependencies.table is not set; not tracked"
+                );
+            }
+            return Ok((vec![], BTreeSet::new()));
+        };
+        let old = crate::dependencies::recorded(claimed, attr);
+        let new: BTreeSet<String> = reported.iter().cloned().collect();
+        let added: BTreeSet<String> = new.difference(&old).cloned().collect();
+        if !added.is_empty() {
+            deps.add(key, set, &added).await?;
+        }
+        let stale = old.difference(&new).cloned().collect();
+        let value = (!new.is_empty()).then(|| to_av(&serde_json::json!(new)));
+        Ok((vec![(attr.to_owned(), value)], stale))
+    }
+
+    /// Stream records: the triggers their rules map them to.
+    async fn stream(&self, triggers: StreamTriggers) -> anyhow::Result<Disposition> {
+        if triggers.unmatched > 0 {
+            self.metrics
+                .stream_records_unmatched
+                .inc_by(triggers.unmatched as u64);
+            debug!(
+                records = triggers.unmatched,
+                "stream records matched no rule; dropped"
+            );
+        }
+        for m in triggers.messages {
+            if let Command::Trigger { sets } = m.command
+                && let Disposition::RetryAfter(d) = self.trigger(&m.key, sets).await?
+            {
+                return Ok(Disposition::RetryAfter(d));
+            }
+        }
+        for entity in triggers.dependencies {
+            if let Disposition::RetryAfter(d) = self.trigger_dependency(&entity).await? {
+                return Ok(Disposition::RetryAfter(d));
+            }
+        }
+        Ok(Disposition::Delete)
+    }
+
+    /// Resets every cache that depends on `entity`, 16 at a time.
+    async fn trigger_dependency(&self, entity: &str) -> anyhow::Result<Disposition> {
+        use futures::StreamExt;
+        let Some(deps) = &self.dependencies else {
+            return Ok(Disposition::DeadLetter {
+                kind: "malformed",
+                reason: format!(
+                    "dependency trigger for {entity}, but dependencies.table is not configured"
+                ),
+            });
+        };
+        let dependents = deps.dependents(entity).await?;
+        let names = self.cfg.key_names();
+        let results: Vec<anyhow::Result<Disposition>> = futures::stream::iter(dependents)
+            .filter(|d| std::future::ready(self.cfg.sets.contains_key(&d.set)))
+            .map(|d| {
+                // Key attributes in the table's order (the edge stores a map).
+                let mut key = d.key.clone();
+                key.0
+                    .sort_by_key(|(n, _)| names.iter().position(|x| x == n).unwrap_or(usize::MAX));
+                async move {
+                    let r = self.trigger(&key, SetSelector::One(d.set.clone())).await;
+                    if r.is_ok() {
+                        self.metrics
+                            .dependency_resets
+                            .get_or_create(&Metrics::set(&d.set))
+                            .inc();
+                    }
+                    r
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let n = results.len();
+        for r in results {
+            if let Disposition::RetryAfter(d) = r? {
+                return Ok(Disposition::RetryAfter(d));
+            }
+        }
+        info!(
+            entity,
+            caches = n,
+            "dependency triggered; dependent caches reset"
+        );
+        Ok(Disposition::Delete)
     }
 
     /// A write of the owner's was rejected: either the run was invalidated

@@ -161,6 +161,57 @@ impl Env {
         }
     }
 
+    /// Creates a table with a string partition key (and sort key), and
+    /// optionally a stream; returns the stream ARN if any.
+    pub async fn create_table(
+        &self,
+        name: &str,
+        pk: &str,
+        sk: Option<&str>,
+        stream: bool,
+    ) -> Option<String> {
+        let attr = |n: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        };
+        let mut req = self
+            .ddb
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr(pk))
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(pk)
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            );
+        if let Some(sk) = sk {
+            req = req.attribute_definitions(attr(sk)).key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(sk)
+                    .key_type(KeyType::Range)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        if stream {
+            req = req.stream_specification(
+                aws_sdk_dynamodb::types::StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        let out = req.send().await.unwrap();
+        out.table_description.and_then(|t| t.latest_stream_arn)
+    }
+
     /// A configuration for this env with short timings and the given sets
     /// (all `embedded`: the test registers the processors).
     pub fn config(&self, sets: &[&str]) -> Config {
