@@ -90,8 +90,8 @@ def ensure_queue(sqs, name: str, attributes: dict[str, str]) -> tuple[str, str]:
     return url, arn
 
 
-def ensure_table(ddb, name: str, sort_key: bool) -> None:
-    want = [("pk", "HASH")] + ([("sk", "RANGE")] if sort_key else [])
+def ensure_table(ddb, name: str, sort_key: bool, keys: tuple[str, str] = ("pk", "sk")) -> None:
+    want = [(keys[0], "HASH")] + ([(keys[1], "RANGE")] if sort_key else [])
     try:
         desc = ddb.describe_table(TableName=name)["Table"]
     except ddb.exceptions.ResourceNotFoundException:
@@ -162,6 +162,8 @@ def provision(endpoint: str, name: str, sort_key: bool) -> dict[str, str]:
 
     # The table first: a key schema clash fails before anything is created.
     ensure_table(ddb, name, sort_key)
+    # The dependency edges: entity -> dependent cache (see src/dependencies.rs).
+    ensure_table(ddb, f"{name}-deps", True, ("entity", "dependent"))
 
     dlq_url, dlq_arn = ensure_queue(sqs, f"{name}-dlq", {})
     redrive = json.dumps(
@@ -202,6 +204,7 @@ def provision(endpoint: str, name: str, sort_key: bool) -> dict[str, str]:
         "TRIGGERED_CACHE__SQS__DLQ_URL": dlq_url,
         "TRIGGERED_CACHE__DYNAMODB__TABLE": name,
         "TRIGGERED_CACHE__DYNAMODB__PARTITION_KEY": "pk",
+        "TRIGGERED_CACHE__DEPENDENCIES__TABLE": f"{name}-deps",
     }
     if sort_key:
         env["TRIGGERED_CACHE__DYNAMODB__SORT_KEY"] = "sk"
