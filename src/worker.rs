@@ -264,6 +264,22 @@ impl Worker {
     }
 
     fn after_error(&self, e: &anyhow::Error, msg: &Received) -> Disposition {
+        let service = if e.downcast_ref::<TableError>().is_some() {
+            Some("dynamodb")
+        } else if e.downcast_ref::<crate::queue::QueueError>().is_some() {
+            Some("sqs")
+        } else {
+            // SNS failures are counted where they happen.
+            None
+        };
+        if let Some(service) = service {
+            self.metrics
+                .aws_errors
+                .get_or_create(&crate::metrics::ServiceLabel {
+                    service: service.into(),
+                })
+                .inc();
+        }
         let delay = error_backoff(msg.receive_count);
         warn!(error = %format!("{e:#}"), retry_in = ?delay, "handling failed; the message will come back");
         Disposition::RetryAfter(delay)
