@@ -535,6 +535,15 @@ impl Worker {
             input,
             record: item_to_json(claimed),
         };
+        if attempt > i64::from(set_cfg.max_attempts) {
+            // Earlier attempts of this request died with their worker (the
+            // redeliveries kept coming back): stop trying.
+            let error = format!(
+                "gave up after {} attempts (sets.{set}.max_attempts); earlier attempts ended without an outcome (worker crashes or timeouts)",
+                attempt - 1
+            );
+            return self.fail(key, set, rid, epoch, &error, leader).await;
+        }
         self.metrics.processing_runs.get_or_create(&labels).inc();
         self.unfinished
             .lock()

@@ -389,3 +389,47 @@ async fn a_value_too_large_for_the_item_fails_with_a_clear_error() {
     env.wait_dlq(1, T).await;
     w.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_every_attempt_crashes_its_worker_fails_after_max_attempts() {
+    let env = Env::new("poison").await;
+    let mut cfg = env.config(&["summary"]);
+    cfg.sqs.visibility_timeout = Duration::from_secs(2);
+    cfg.sets.get_mut("summary").unwrap().max_attempts = 2;
+    let stuck = || {
+        Recorder::new(|_job, _n| async {
+            std::future::pending::<()>().await;
+            unreachable!()
+        })
+    };
+    let rid = env.send(&Env::request("order#p", "summary")).await;
+    for attempt in 1..=2 {
+        let p1 = stuck();
+        let w = Running::start(cfg.clone(), vec![("summary", p(&p1))]);
+        common::wait_until("the attempt to start", T, || async { p1.count() == 1 }).await;
+        w.crash();
+        assert_eq!(
+            env.record("order#p", "summary").await.attempts,
+            Some(attempt)
+        );
+    }
+    let never = stuck();
+    let w = Running::start(cfg, vec![("summary", p(&never))]);
+    let evs = env
+        .wait_events("a failed event", T, |e| {
+            e.iter().any(|e| e["event"] == "failed")
+        })
+        .await;
+    let failed = evs.iter().find(|e| e["event"] == "failed").unwrap();
+    assert_eq!(failed["requestId"], json!(rid));
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 2 attempts"),
+        "{failed}"
+    );
+    assert_eq!(never.count(), 0, "a third attempt never starts");
+    env.wait_dlq(1, T).await;
+    w.stop();
+}
