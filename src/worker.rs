@@ -331,7 +331,7 @@ impl Worker {
         &self,
         key: &Key,
         set: &str,
-        subject: Subject,
+        mut subject: Subject,
         mut leader: Option<&mut Leader<FlightKey>>,
     ) -> anyhow::Result<Disposition> {
         let set_cfg = self.cfg.sets.get(set).expect("decoded sets are configured");
@@ -488,6 +488,16 @@ impl Worker {
                             Subject::Request { input, .. } => input.clone(),
                             Subject::TriggerEnd { .. } => None,
                         };
+                        // A trigger end that claimed now carries the parked
+                        // request: if its run is invalidated, it is handled
+                        // again as that request, not as a flow end (which
+                        // would find no flow and drop the parked request).
+                        if let Subject::TriggerEnd { rid, .. } = &subject {
+                            subject = Subject::Request {
+                                rid: rid.clone(),
+                                input: None,
+                            };
+                        }
                         match self
                             .process(key, set, set_cfg, &rid, epoch, &claimed, input, &mut leader)
                             .await?
