@@ -1,1 +1,155 @@
+use super::*;
+use std::io::Write;
 
+const MINIMAL: &str = r#"
+[sqs]
+queue_url = "http://q"
+dlq_url = "http://dlq"
+[dynamodb]
+table = "t"
+[sns]
+topic_arn = "arn:aws:sns:us-east-1:123456789012:t"
+[sets.summary]
+processor = { kind = "http", url = "http://p/x" }
+"#;
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let f = file(text);
+    Config::load_from(
+        Some(f.path()),
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+fn error(text: &str, env: &[(&str, &str)]) -> String {
+    load(text, env).unwrap_err().to_string()
+}
+
+#[test]
+fn a_minimal_file_loads_with_defaults() {
+    let cfg = load(MINIMAL, &[]).unwrap();
+    assert_eq!(cfg.sqs.wait_time, Duration::from_secs(20));
+    assert_eq!(cfg.dynamodb.attribute_prefix, "triggeredCache");
+    assert_eq!(cfg.worker.concurrency, 32);
+    assert_eq!(cfg.sets["summary"].max_attempts, 3);
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let cfg = load(
+        MINIMAL,
+        &[
+            ("TRIGGERED_CACHE__SQS__QUEUE_URL", "http://other"),
+            ("TRIGGERED_CACHE__WORKER__CONCURRENCY", "7"),
+            ("TRIGGERED_CACHE__SETS__SUMMARY__TIMEOUT", "1m 30s"),
+            ("TRIGGERED_CACHE__DYNAMODB__TABLE", "000123456789"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(cfg.sqs.queue_url, "http://other");
+    assert_eq!(cfg.worker.concurrency, 7);
+    assert_eq!(cfg.sets["summary"].timeout, Duration::from_secs(90));
+    assert_eq!(
+        cfg.dynamodb.table, "000123456789",
+        "an id-like string stays a string"
+    );
+}
+
+#[test]
+fn every_problem_names_its_key_and_how_to_set_it() {
+    let e = error(
+        "[sets.summary]\nprocessor = { kind = \"http\", url = \"http://p\" }\n",
+        &[],
+    );
+    for key in [
+        "sqs.queue_url",
+        "sqs.dlq_url",
+        "dynamodb.table",
+        "sns.topic_arn",
+    ] {
+        assert!(e.contains(&format!("config key {key} is missing")), "{e}");
+    }
+    assert!(
+        e.contains("TRIGGERED_CACHE__SQS__QUEUE_URL") && e.contains("[sqs].queue_url"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_values_are_refused_with_the_key() {
+    let cases: &[(&str, &str)] = &[
+        ("[sqs]\nreceive_batch_size = 11", "sqs.receive_batch_size"),
+        ("[sqs]\nwait_time = \"21s\"", "sqs.wait_time"),
+        (
+            "[worker]\nheartbeat_interval = \"10s\"\nlease_duration = \"20s\"",
+            "worker.lease_duration",
+        ),
+        (
+            "[sqs]\nvisibility_timeout = \"5s\"",
+            "sqs.visibility_timeout",
+        ),
+        (
+            "[worker]\nlease_duration = \"soon\"",
+            "worker.lease_duration",
+        ),
+        ("[sqs]\nqueue_urll = \"x\"", "sqs.queue_urll"),
+        ("[nonsense]\nx = 1", "nonsense"),
+        (
+            "[sets.other]\nprocessor = { kind = \"ftp\" }",
+            "sets.other.processor",
+        ),
+        (
+            "[sets.other]\nprocessor = { kind = \"http\", url = \"file:///etc/passwd\" }",
+            "sets.other.processor.url",
+        ),
+        (
+            "[telemetry]\notlp_endpoint = \"collector:4317\"",
+            "telemetry.otlp_endpoint",
+        ),
+    ];
+    for (extra, key) in cases {
+        // Merge the extra section into the minimal file (later tables win
+        // only where the minimal one does not define them).
+        let text = if extra.starts_with("[sqs]") {
+            MINIMAL.replace("[sqs]\n", &format!("{}\n", extra))
+        } else {
+            format!("{MINIMAL}\n{extra}\n")
+        };
+        let e = error(&text, &[]);
+        assert!(e.contains(&format!("config key {key}")), "{extra:?}: {e}");
+    }
+}
+
+#[test]
+fn invalid_toml_and_a_missing_file_are_reported() {
+    assert!(error("[sqs\nqueue_url=1", &[]).contains("not valid TOML"));
+    let e = Config::load_from(
+        Some(std::path::Path::new("/nonexistent/x.toml")),
+        std::iter::empty(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn no_sets_at_all_is_an_error() {
+    let text = MINIMAL.split("[sets.summary]").next().unwrap();
+    assert!(error(text, &[]).contains("config key sets has no cache set"));
+}
+
+#[test]
+fn stream_rules_are_checked() {
+    let text = format!(
+        "{MINIMAL}\n[[streams]]\ntable = \"orders\"\nkey = {{ id = \"{{Keys.id}}\" }}\nsets = [\"nope\"]\n"
+    );
+    let e = error(&text, &[]);
+    assert!(e.contains("config key streams[0]"), "{e}");
+    assert!(e.contains("streams[0].sets"), "{e}");
+}

@@ -627,6 +627,5 @@ pub fn backoff(attempt: i64, base_ms: i64, cap_ms: i64) -> i64 {
     base_ms.saturating_mul(1i64 << exp).min(cap_ms)
 }
 
-#[cfg(test)]
-#[path = "state_tests.rs"]
-mod tests;
+// Tests: one per row of DESIGN §4 and the property test against a model of
+// conditional writes are in tests/state_model.rs (public API only).
