@@ -82,10 +82,14 @@ async fn sigterm_with_slow_work_in_flight_exits_0_and_returns_the_work_at_once()
     d.signal("TERM");
     // Readiness goes false as soon as the signal is handled, while the pool
     // drains (for the 2s grace period).
-    wait_until("readiness to turn false", Duration::from_secs(2), || async {
-        let (status, body) = d.get("/readyz").await;
-        status == 503 && body.contains("shutting down")
-    })
+    wait_until(
+        "readiness to turn false",
+        Duration::from_secs(2),
+        || async {
+            let (status, body) = d.get("/readyz").await;
+            status == 503 && body.contains("shutting down")
+        },
+    )
     .await;
     assert_eq!(d.wait_exit(T).await, Some(0), "{}", d.log_text());
     assert!(
