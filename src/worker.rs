@@ -27,8 +27,10 @@ use crate::queue::{Queue, Received, now_millis};
 use crate::state::{
     self, ClaimReason, Clock, Decision, Field, LeaveReason, Outcome, Rejected, Run,
 };
-use crate::streams::{Rules, StreamTriggers};
+use crate::streams::Rules;
 use crate::table::{Table, TableError, Updated};
+
+mod triggers;
 
 /// What the pool does with a message once its handler returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -356,37 +358,30 @@ impl Worker {
                 counted_miss = true;
             }
             match decision {
-                Decision::Hit => {
-                    self.metrics.hits.get_or_create(&labels).inc();
+                Decision::Hit | Decision::Republish(Outcome::Ready) => {
+                    // A hit, or a redelivery after the commit whose event
+                    // may have been lost: the same event (same eventId).
+                    let kind = if decision == Decision::Hit {
+                        self.metrics.hits.get_or_create(&labels).inc();
+                        EventKind::Hit
+                    } else {
+                        info!(
+                            epoch = rec.epoch(),
+                            "redelivery after commit; re-publishing the ready event"
+                        );
+                        EventKind::Ready
+                    };
                     let coalesced = seal(&mut leader);
+                    let value = rec.value.as_ref();
+                    let (epoch, rid) = (rec.epoch(), Some(rid.as_str()));
                     self.publish(
-                        EventKind::Hit,
+                        kind,
                         key,
                         set,
-                        rec.epoch(),
-                        Some(&rid),
+                        epoch,
+                        rid,
                         Some(&item),
-                        rec.value.as_ref(),
-                        None,
-                        &coalesced,
-                    )
-                    .await?;
-                    return Ok(Disposition::Delete);
-                }
-                Decision::Republish(Outcome::Ready) => {
-                    info!(
-                        epoch = rec.epoch(),
-                        "redelivery after commit; re-publishing the ready event"
-                    );
-                    let coalesced = seal(&mut leader);
-                    self.publish(
-                        EventKind::Ready,
-                        key,
-                        set,
-                        rec.epoch(),
-                        Some(&rid),
-                        Some(&item),
-                        rec.value.as_ref(),
+                        value,
                         None,
                         &coalesced,
                     )
@@ -682,114 +677,6 @@ impl Worker {
         }
     }
 
-    /// Writes the edges of entities this run newly depends on (before the
-    /// commit) and returns the commit's extra attribute plus the edges to
-    /// remove after it (see [`crate::dependencies`]).
-    async fn track_dependencies(
-        &self,
-        key: &Key,
-        set: &str,
-        claimed: &Item,
-        attr: &str,
-        reported: &[String],
-    ) -> anyhow::Result<(
-        Vec<(String, Option<aws_sdk_dynamodb::types::AttributeValue>)>,
-        BTreeSet<String>,
-    )> {
-        let Some(deps) = &self.dependencies else {
-            if !reported.is_empty() {
-                warn!(
-                    entities = reported.len(),
-                    "the processor reported dependsOn but dependencies.table is not set; not tracked"
-                );
-            }
-            return Ok((vec![], BTreeSet::new()));
-        };
-        let old = crate::dependencies::recorded(claimed, attr);
-        let new: BTreeSet<String> = reported.iter().cloned().collect();
-        let added: BTreeSet<String> = new.difference(&old).cloned().collect();
-        if !added.is_empty() {
-            deps.add(key, set, &added).await?;
-        }
-        let stale = old.difference(&new).cloned().collect();
-        let value = (!new.is_empty()).then(|| to_av(&serde_json::json!(new)));
-        Ok((vec![(attr.to_owned(), value)], stale))
-    }
-
-    /// Stream records: the triggers their rules map them to.
-    async fn stream(&self, triggers: StreamTriggers) -> anyhow::Result<Disposition> {
-        if triggers.unmatched > 0 {
-            self.metrics
-                .stream_records_unmatched
-                .inc_by(triggers.unmatched as u64);
-            debug!(
-                records = triggers.unmatched,
-                "stream records matched no rule; dropped"
-            );
-        }
-        for m in triggers.messages {
-            if let Command::Trigger { sets } = m.command
-                && let Disposition::RetryAfter(d) = self.trigger(&m.key, sets).await?
-            {
-                return Ok(Disposition::RetryAfter(d));
-            }
-        }
-        for entity in triggers.dependencies {
-            if let Disposition::RetryAfter(d) = self.trigger_dependency(&entity).await? {
-                return Ok(Disposition::RetryAfter(d));
-            }
-        }
-        Ok(Disposition::Delete)
-    }
-
-    /// Resets every cache that depends on `entity`, 16 at a time.
-    async fn trigger_dependency(&self, entity: &str) -> anyhow::Result<Disposition> {
-        use futures::StreamExt;
-        let Some(deps) = &self.dependencies else {
-            return Ok(Disposition::DeadLetter {
-                kind: "malformed",
-                reason: format!(
-                    "dependency trigger for {entity}, but dependencies.table is not configured"
-                ),
-            });
-        };
-        let dependents = deps.dependents(entity).await?;
-        let names = self.cfg.key_names();
-        let results: Vec<anyhow::Result<Disposition>> = futures::stream::iter(dependents)
-            .filter(|d| std::future::ready(self.cfg.sets.contains_key(&d.set)))
-            .map(|d| {
-                // Key attributes in the table's order (the edge stores a map).
-                let mut key = d.key.clone();
-                key.0
-                    .sort_by_key(|(n, _)| names.iter().position(|x| x == n).unwrap_or(usize::MAX));
-                async move {
-                    let r = self.trigger(&key, SetSelector::One(d.set.clone())).await;
-                    if r.is_ok() {
-                        self.metrics
-                            .dependency_resets
-                            .get_or_create(&Metrics::set(&d.set))
-                            .inc();
-                    }
-                    r
-                }
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        let n = results.len();
-        for r in results {
-            if let Disposition::RetryAfter(d) = r? {
-                return Ok(Disposition::RetryAfter(d));
-            }
-        }
-        info!(
-            entity,
-            caches = n,
-            "dependency triggered; dependent caches reset"
-        );
-        Ok(Disposition::Delete)
-    }
-
     /// A write of the owner's was rejected: either the run was invalidated
     /// (handle again) or another request took over (discard quietly).
     fn rejected(&self, set: &str, rid: &str, epoch: i64, now: Item) -> Step {
@@ -883,109 +770,6 @@ impl Worker {
                 }))
             }
             Updated::Rejected(now) => Ok(self.rejected(set, rid, epoch, now)),
-        }
-    }
-
-    /// `trigger`: reset one or every set of the item in one write.
-    async fn trigger(&self, key: &Key, sets: SetSelector) -> anyhow::Result<Disposition> {
-        let names: Vec<String> = match sets {
-            SetSelector::One(s) => vec![s],
-            SetSelector::All => self.cfg.sets.keys().cloned().collect(),
-        };
-        let mut item = self.table.get(key).await?;
-        for _ in 0..self.cfg.worker.max_rehandles {
-            let writes: Vec<(String, state::Write)> = names
-                .iter()
-                .map(|set| {
-                    let rec = self.table.attrs.record(&item, set);
-                    (
-                        set.clone(),
-                        state::decide_trigger(&rec, &self.clock(&self.cfg.sets[set])),
-                    )
-                })
-                .collect();
-            let refs: Vec<(&str, &state::Write)> =
-                writes.iter().map(|(s, w)| (s.as_str(), w)).collect();
-            match self.table.update(key, &refs).await? {
-                Updated::Applied(new) => {
-                    for set in &names {
-                        let rec = self.table.attrs.record(&new, set);
-                        self.metrics
-                            .invalidations
-                            .get_or_create(&Metrics::set(set))
-                            .inc();
-                        info!(
-                            set,
-                            epoch = rec.epoch(),
-                            status = rec.status().as_str(),
-                            "cache reset by trigger"
-                        );
-                        self.publish(
-                            EventKind::Reset,
-                            key,
-                            set,
-                            rec.epoch(),
-                            None,
-                            Some(&new),
-                            None,
-                            None,
-                            &[],
-                        )
-                        .await?;
-                    }
-                    return Ok(Disposition::Delete);
-                }
-                Updated::Rejected(now) => item = now,
-            }
-        }
-        Ok(Disposition::RetryAfter(error_backoff(1)))
-    }
-
-    /// `trigger_start`: reset and hold reprocessing until the flow ends.
-    async fn trigger_start(
-        &self,
-        key: &Key,
-        set: &str,
-        trigger_id: &str,
-    ) -> anyhow::Result<Disposition> {
-        let set_cfg = &self.cfg.sets[set];
-        let item = self.table.get(key).await?;
-        let rec = self.table.attrs.record(&item, set);
-        let deadline = now_millis() + set_cfg.trigger_timeout.as_millis() as i64;
-        let Some(write) = state::decide_trigger_start(&rec, trigger_id, deadline) else {
-            info!(
-                trigger_id,
-                "trigger flow already running (redelivered trigger_start); nothing to do"
-            );
-            return Ok(Disposition::Delete);
-        };
-        match self.table.update(key, &[(set, &write)]).await? {
-            Updated::Applied(new) => {
-                let rec = self.table.attrs.record(&new, set);
-                self.metrics
-                    .invalidations
-                    .get_or_create(&Metrics::set(set))
-                    .inc();
-                info!(
-                    trigger_id,
-                    epoch = rec.epoch(),
-                    "trigger flow started; reprocessing held until it ends"
-                );
-                self.publish(
-                    EventKind::Reset,
-                    key,
-                    set,
-                    rec.epoch(),
-                    None,
-                    Some(&new),
-                    None,
-                    None,
-                    &[],
-                )
-                .await?;
-                Ok(Disposition::Delete)
-            }
-            Updated::Rejected(_) => anyhow::bail!("unconditional trigger_start write was rejected"),
         }
     }
 
