@@ -394,7 +394,7 @@ build_step() {
         --build-arg "RUNTIME_IMAGE=$RUNTIME_STANDIN" \
         --build-arg "REVISION=$revision" \
         --tag "$IMAGE" --file Dockerfile . >"$WORK/build.log" 2>&1 || rc=$?
-    grep -E '^STEP [0-9]+/' "$WORK/build.log" | cut -c1-110 | sed 's/^/    /' || true
+    grep -E 'STEP [0-9]+/[0-9]+:' "$WORK/build.log" | cut -c1-110 | sed 's/^/    /' || true
     log "$(grep -c '^--> Using cache' "$WORK/build.log" || true) steps from podman's layer cache"
     grep -E 'Finished .release' "$WORK/build.log" | sed 's/^ */    cargo: /' || true
     if [[ "$rc" != 0 ]]; then
