@@ -159,6 +159,7 @@ fn record_json(r: &Record) -> Json {
         "leaseUntil": r.lease_until,
         "triggerId": r.trigger_id,
         "triggerDeadline": r.trigger_deadline,
+        "endedTriggerId": r.ended_trigger_id,
         "awaiting": r.awaiting,
         "readyAt": r.ready_at,
         "attempts": r.attempts,

@@ -63,6 +63,9 @@ pub enum Field {
     LeaseUntil,
     TriggerId,
     TriggerDeadline,
+    /// The id of the last trigger flow that ended: a redelivered or late
+    /// `trigger_start` of it must not start it again.
+    EndedTriggerId,
     Awaiting,
     Value,
     ReadyAt,
@@ -71,13 +74,14 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 11] = [
+    pub const ALL: [Field; 12] = [
         Field::Status,
         Field::Epoch,
         Field::RequestId,
         Field::LeaseUntil,
         Field::TriggerId,
         Field::TriggerDeadline,
+        Field::EndedTriggerId,
         Field::Awaiting,
         Field::Value,
         Field::ReadyAt,
@@ -94,6 +98,7 @@ impl Field {
             Field::LeaseUntil => "leaseUntil",
             Field::TriggerId => "triggerId",
             Field::TriggerDeadline => "triggerDeadline",
+            Field::EndedTriggerId => "endedTriggerId",
             Field::Awaiting => "awaiting",
             Field::Value => "value",
             Field::ReadyAt => "readyAt",
@@ -142,6 +147,8 @@ pub enum Op {
 pub enum Cond {
     Eq(Field, Val),
     Absent(Field),
+    /// The field is absent or holds another value.
+    Ne(Field, Val),
 }
 
 /// A single conditional write to one cache set. Empty `conds` means
@@ -161,6 +168,7 @@ pub struct Record {
     pub lease_until: Option<i64>,
     pub trigger_id: Option<String>,
     pub trigger_deadline: Option<i64>,
+    pub ended_trigger_id: Option<String>,
     pub awaiting: Option<String>,
     pub value: Option<Json>,
     pub ready_at: Option<i64>,
@@ -193,6 +201,7 @@ impl Record {
             Field::LeaseUntil => n(&self.lease_until),
             Field::TriggerId => s(&self.trigger_id),
             Field::TriggerDeadline => n(&self.trigger_deadline),
+            Field::EndedTriggerId => s(&self.ended_trigger_id),
             Field::Awaiting => s(&self.awaiting),
             Field::Value => self.value.clone().map(Val::Json),
             Field::ReadyAt => n(&self.ready_at),
@@ -220,6 +229,7 @@ impl Record {
             Field::LeaseUntil => self.lease_until = n(val),
             Field::TriggerId => self.trigger_id = s(val),
             Field::TriggerDeadline => self.trigger_deadline = n(val),
+            Field::EndedTriggerId => self.ended_trigger_id = s(val),
             Field::Awaiting => self.awaiting = s(val),
             Field::Value => {
                 self.value = match val {
@@ -240,6 +250,7 @@ impl Record {
         conds.iter().all(|c| match c {
             Cond::Eq(f, v) => self.get(*f).as_ref() == Some(v),
             Cond::Absent(f) => self.get(*f).is_none(),
+            Cond::Ne(f, v) => self.get(*f).as_ref() != Some(v),
         })
     }
 
@@ -461,8 +472,13 @@ pub fn decide_trigger_end(rec: &Record, trigger_id: &str, rid: &str, clock: &Clo
         Status::Triggered if rec.trigger_id.as_deref() == Some(trigger_id) => {}
         _ => return Decision::Leave(LeaveReason::StaleTriggerEnd),
     }
+    let ended = Op::Set(Field::EndedTriggerId, Val::Str(trigger_id.to_owned()));
     if rec.awaiting.is_some() {
-        return claim(rec, rid, clock, ClaimReason::TriggerEnded);
+        let mut decision = claim(rec, rid, clock, ClaimReason::TriggerEnded);
+        if let Decision::Process { write, .. } = &mut decision {
+            write.ops.push(ended);
+        }
+        return decision;
     }
     Decision::Unblock {
         write: Write {
@@ -471,6 +487,7 @@ pub fn decide_trigger_end(rec: &Record, trigger_id: &str, rid: &str, clock: &Clo
                 Op::Set(Field::Status, Status::Stale.into()),
                 Op::Remove(Field::TriggerId),
                 Op::Remove(Field::TriggerDeadline),
+                ended,
             ],
         },
     }
@@ -527,16 +544,30 @@ pub fn trigger() -> Write {
 /// `trigger_start`: epoch + 1, `TRIGGERED` until `trigger_end` or
 /// `deadline`. Unconditional, except that a redelivery of the same start
 /// (the flow with this id already runs) changes nothing, which keeps a
-/// request that parked meanwhile. A request parked in an earlier flow
+/// request that parked meanwhile, and that a start of the flow that ended
+/// last (`endedTriggerId`: a redelivery after the end, or a late copy)
+/// changes nothing either, also when the end lands between read and write. A request parked in an earlier flow
 /// stays parked and is answered when this one ends.
 pub fn decide_trigger_start(rec: &Record, trigger_id: &str, deadline: i64) -> Option<Write> {
     if rec.status() == Status::Triggered && rec.trigger_id.as_deref() == Some(trigger_id) {
         return None;
     }
+    if rec.ended_trigger_id.as_deref() == Some(trigger_id) {
+        // This flow already ended: the start is a redelivery (its worker
+        // died before deleting it) or arrived late. Starting the flow again
+        // would block the cache until its deadline.
+        return None;
+    }
     let mut ops = reset_ops(Status::Triggered);
     ops.push(Op::Set(Field::TriggerId, Val::Str(trigger_id.to_owned())));
     ops.push(Op::Set(Field::TriggerDeadline, Val::Num(deadline)));
-    Some(Write { ops, conds: vec![] })
+    Some(Write {
+        ops,
+        conds: vec![Cond::Ne(
+            Field::EndedTriggerId,
+            Val::Str(trigger_id.to_owned()),
+        )],
+    })
 }
 
 /// The heartbeat's lease renewal; fails once the run was invalidated.

@@ -216,6 +216,11 @@ impl Expression {
                         let n = e.name(attrs.name(set, *f));
                         conds.push(format!("attribute_not_exists({n})"));
                     }
+                    Cond::Ne(f, v) => {
+                        let n = e.name(attrs.name(set, *f));
+                        let v = e.value(val_to_av(v));
+                        conds.push(format!("(attribute_not_exists({n}) OR {n} <> {v})"));
+                    }
                 }
             }
         }

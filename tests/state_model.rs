@@ -781,6 +781,44 @@ fn a_trigger_during_a_flow_keeps_the_flow_and_its_parked_request() {
 }
 
 #[test]
+fn a_start_of_the_flow_that_ended_changes_nothing() {
+    // The flow "f" ran and ended (nothing parked): STALE, endedTriggerId f.
+    let mut r = rec(Status::Triggered);
+    r.trigger_id = Some("f".into());
+    r.trigger_deadline = Some(50_000);
+    let Decision::Unblock { write } = state::decide_trigger_end(&r, "f", "end", &clock(0)) else {
+        panic!()
+    };
+    let mut s = r.clone();
+    assert!(s.apply(&write));
+    assert_eq!(s.ended_trigger_id.as_deref(), Some("f"));
+    // Its trigger_start comes back (the worker died before deleting it):
+    // the flow must not start again and block the cache until its deadline.
+    assert_eq!(state::decide_trigger_start(&s, "f", 99), None);
+    // The same when the end lands between the start's read and its write.
+    let start = state::decide_trigger_start(&r, "g", 99).expect("another flow starts");
+    let mut ended = s.clone();
+    let late = state::decide_trigger_start(&rec(Status::Stale), "f", 99).unwrap();
+    assert!(!ended.apply(&late), "the late start's write is rejected");
+    assert_eq!(ended, s);
+    // A new flow starts as usual, and after a parked request claims at
+    // the end the ended id is recorded too.
+    assert!(s.apply(&start));
+    assert_eq!(
+        (s.status(), s.trigger_id.as_deref()),
+        (Status::Triggered, Some("g"))
+    );
+    s.awaiting = Some("p".into());
+    let Decision::Process { write, .. } = state::decide_trigger_end(&s, "g", "end2", &clock(0))
+    else {
+        panic!()
+    };
+    assert!(s.apply(&write));
+    assert_eq!(s.ended_trigger_id.as_deref(), Some("g"));
+    assert_eq!(state::decide_trigger_start(&s, "g", 99), None);
+}
+
+#[test]
 fn backoff_doubles_and_is_capped() {
     assert_eq!(state::backoff(1, 1_000, 10_000), 1_000);
     assert_eq!(state::backoff(2, 1_000, 10_000), 2_000);

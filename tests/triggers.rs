@@ -150,6 +150,18 @@ async fn a_late_trigger_end_of_an_older_flow_is_ignored() {
     })
     .await;
     assert_eq!(rec.count(), 0, "nothing was parked, nothing runs");
+    // The start of the flow that just ended comes again (its worker died
+    // before deleting it): the flow must not restart and block the cache
+    // until its deadline; a request then computes at once.
+    env.send(&flow("trigger_start", "order#3", "summary", "new"))
+        .await;
+    env.wait_queue_empty(T).await;
+    let r = env.record("order#3", "summary").await;
+    assert_eq!(r.status, Some(Status::Stale), "the ended flow stays ended");
+    assert_eq!(r.ended_trigger_id.as_deref(), Some("new"));
+    env.send(&Env::request("order#3", "summary")).await;
+    env.wait_events("a ready event", T, |e| count(e, "ready") == 1)
+        .await;
     w.stop();
 }
 

@@ -197,7 +197,7 @@ impl Worker {
         let Some(write) = state::decide_trigger_start(&rec, trigger_id, deadline) else {
             info!(
                 trigger_id,
-                "trigger flow already running (redelivered trigger_start); nothing to do"
+                "trigger flow already running or already ended (redelivered trigger_start); nothing to do"
             );
             return Ok(Disposition::Delete);
         };
@@ -227,7 +227,13 @@ impl Worker {
                 .await?;
                 Ok(Disposition::Delete)
             }
-            Updated::Rejected(_) => anyhow::bail!("unconditional trigger_start write was rejected"),
+            Updated::Rejected(_) => {
+                info!(
+                    trigger_id,
+                    "trigger flow ended meanwhile (late or redelivered trigger_start); nothing to do"
+                );
+                Ok(Disposition::Delete)
+            }
         }
     }
 }
