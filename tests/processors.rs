@@ -212,3 +212,68 @@ async fn the_http_processor_never_prints_its_headers() {
     let p = http("http://127.0.0.1:1/x");
     assert!(!format!("{p:?}").contains("t0ken"));
 }
+
+#[tokio::test]
+async fn command_never_passes_message_content_through_a_shell_or_its_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("pwned");
+    let m = mark.display();
+    let hostile = format!("x$(touch {m}); touch {m} && `touch {m}` | touch {m} #'\"");
+    let mut j = job(json!({"mode": "argv", "also": hostile}));
+    j.key = json!({"pk": hostile});
+    let out = fixture().process(&j).await.unwrap();
+    assert_eq!(
+        out.value["argv"],
+        json!([]),
+        "only the configured arguments, none from the message"
+    );
+    assert_eq!(
+        out.value["key"]["pk"], hostile,
+        "the key arrives verbatim on stdin"
+    );
+    assert!(!mark.exists(), "no shell interpreted the message");
+}
+
+#[tokio::test]
+async fn http_calls_only_the_configured_url_and_never_follows_a_redirect() {
+    let elsewhere = Arc::new(AtomicUsize::new(0));
+    let hits = elsewhere.clone();
+    let other = Router::new().route(
+        "/steal",
+        post(move || {
+            let hits = hits.clone();
+            async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                AxumJson(json!({"value": "stolen"}))
+            }
+        }),
+    );
+    let other_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let steal = format!("http://{}/steal", other_listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(other_listener, other).await.unwrap() });
+    let to = steal.clone();
+    let app = Router::new().route(
+        "/process",
+        post(move || {
+            let to = to.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", to)], "") }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/process", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // The message asks for another URL: it is data, not a target.
+    let err = http(&url)
+        .process(&job(json!({"url": steal, "callback": steal})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProcessError::Permanent(m) if m.contains("307") && m.contains("not followed") && m.contains("/steal")),
+        "{err:?}"
+    );
+    assert_eq!(
+        elsewhere.load(Ordering::SeqCst),
+        0,
+        "nothing was sent elsewhere"
+    );
+}

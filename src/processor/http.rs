@@ -13,9 +13,14 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use super::{Job, Output, ProcessError, Processor, parse_answer};
 
 /// The shared HTTP client.
+/// The HTTP client shared by every `http` processor of a process. It never
+/// follows redirects: the processor calls only the URL in the configuration,
+/// so a compromised or misconfigured endpoint cannot send jobs (and their
+/// records) elsewhere.
 pub fn client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .user_agent(concat!("triggered-cache/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
         .build()?)
 }
 
@@ -73,6 +78,11 @@ impl Processor for HttpProcessor {
                 ProcessError::Retryable(format!("POST {} failed: {}", self.url, without_url(&e)))
             })?;
         let status = resp.status();
+        let resp_location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = resp.bytes().await.map_err(|e| {
             ProcessError::Retryable(format!(
                 "reading the answer of {}: {}",
@@ -82,6 +92,15 @@ impl Processor for HttpProcessor {
         })?;
         if status.is_success() {
             return parse_answer(&body);
+        }
+        if status.is_redirection() {
+            let to = crate::message::printable(
+                resp_location.as_deref().unwrap_or("(no Location header)"),
+            );
+            return Err(ProcessError::Permanent(format!(
+                "POST {} answered {status} redirecting to {to}; redirects are not followed: configure the final URL as the processor's url",
+                self.url
+            )));
         }
         let text =
             crate::message::printable(&String::from_utf8_lossy(&body[..body.len().min(500)]));
