@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, lints, unit and property tests, and the
-# integration tests against a local AWS emulator that this script starts on a
-# free 127.0.0.1 port (and stops again).
+# Runs every test: formatting, lints, supply-chain checks (cargo deny), unit
+# and property tests, the integration tests against a local AWS emulator that
+# this script starts on a free 127.0.0.1 port (and stops again), and the
+# short chaos and fault runs (real daemons, SIGKILLs, injected faults,
+# checked against DESIGN §5; docs/RELIABILITY.md).
 #
-#   scripts/test.sh                 everything
-#   scripts/test.sh --test triggers extra arguments go to `cargo test`
+#   scripts/test.sh                 everything (what CI runs)
+#   scripts/test.sh --test triggers only `cargo test` with these arguments
+#                                   (after fmt and clippy)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -16,6 +19,11 @@ cargo fmt --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
+if [[ $# -eq 0 ]]; then
+    step "cargo deny (licences, bans, sources, advisories)"
+    scripts/deny.sh
+fi
+
 step "starting the local AWS emulator"
 endpoint="$(scripts/local-aws.sh start --free-port)"
 port="${endpoint##*:}"
@@ -24,3 +32,8 @@ echo "emulator at $endpoint" >&2
 
 step "cargo test"
 TC_TEST_ENDPOINT="$endpoint" cargo test --locked "$@"
+
+if [[ $# -eq 0 ]]; then
+    step "short chaos and fault runs (scripts/chaos.sh --short)"
+    scripts/chaos.sh --short
+fi
