@@ -59,10 +59,10 @@ Commands:
   status
       List the emulators recorded in .local/ and whether they are running.
 
-  provision --endpoint URL --name NAME [--sort-key]
+  provision --endpoint URL --name NAME [--sort-key] [--max-receive-count N]
       Create (idempotently) on the emulator at URL: SQS queue NAME-requests
-      with dead-letter queue NAME-dlq (maxReceiveCount 5, visibility timeout
-      30s), DynamoDB table NAME (partition key pk:S, plus sort key sk:S with
+      with dead-letter queue NAME-dlq (maxReceiveCount N, default 10: keep it
+      above every set's max_attempts; visibility timeout 30s), DynamoDB table NAME (partition key pk:S, plus sort key sk:S with
       --sort-key; on-demand), SNS topic NAME-events and SQS queue NAME-events
       subscribed to it with raw message delivery. Writes the daemon's
       environment to .local/NAME.env and prints it. NAME: 3 to 71 of
@@ -401,6 +401,7 @@ do_provision() {
             --name) name="${2:?--name needs a name}"; shift 2 ;;
             --name=*) name="${1#*=}"; shift ;;
             --sort-key) args+=(--sort-key); shift ;;
+            --max-receive-count) args+=(--max-receive-count "${2:?--max-receive-count needs a number}"); shift 2 ;;
             -h | --help) usage; exit 0 ;;
             *) die "provision: unknown argument '$1' (see --help)" ;;
         esac

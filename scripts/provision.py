@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 
 REGION = "us-east-1"
-MAX_RECEIVE_COUNT = 5
+# Above every set's max_attempts, so that the daemon (with a reason) and not
+# SQS (without one) dead-letters a request that keeps failing.
+MAX_RECEIVE_COUNT = 10
 VISIBILITY_TIMEOUT = 30
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{3,71}$")
 
@@ -156,7 +158,7 @@ def ensure_subscription(sns, topic_arn: str, queue_arn: str) -> str:
     return arn
 
 
-def provision(endpoint: str, name: str, sort_key: bool) -> dict[str, str]:
+def provision(endpoint: str, name: str, sort_key: bool, max_receive_count: int = MAX_RECEIVE_COUNT) -> dict[str, str]:
     sqs, ddb, sns = clients(endpoint)
     log(f"provisioning '{name}' on {endpoint}")
 
@@ -167,7 +169,7 @@ def provision(endpoint: str, name: str, sort_key: bool) -> dict[str, str]:
 
     dlq_url, dlq_arn = ensure_queue(sqs, f"{name}-dlq", {})
     redrive = json.dumps(
-        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
     )
     queue_url, _ = ensure_queue(
         sqs,
@@ -232,6 +234,9 @@ def main() -> int:
                    help="base name of the resources: 3 to 71 of letters, digits, '-', '_'")
     p.add_argument("--sort-key", action="store_true",
                    help="give the table a sort key sk (S) besides pk")
+    p.add_argument("--max-receive-count", type=int, default=MAX_RECEIVE_COUNT, metavar="N",
+                   help=f"the queue's redrive maxReceiveCount (default {MAX_RECEIVE_COUNT}); "
+                   "keep it above every set's max_attempts")
     p.add_argument("--env-file", metavar="PATH",
                    help="also write the export lines to PATH (local-aws.sh uses .local/NAME.env)")
     args = p.parse_args()
@@ -245,7 +250,7 @@ def main() -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        env = provision(args.endpoint.rstrip("/"), args.name, args.sort_key)
+        env = provision(args.endpoint.rstrip("/"), args.name, args.sort_key, args.max_receive_count)
     except (BotoCoreError, ClientError) as e:
         print(f"provision.py: {e}", file=sys.stderr)
         return 1

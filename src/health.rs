@@ -114,6 +114,7 @@ impl Health {
 /// `DescribeTable`, `GetTopicAttributes`.
 pub async fn probe(worker: std::sync::Arc<Worker>) {
     let health = &worker.health;
+    let mut redrive_checked = false;
     loop {
         let queue = worker
             .queue
@@ -121,9 +122,29 @@ pub async fn probe(worker: std::sync::Arc<Worker>) {
             .get_queue_attributes()
             .queue_url(worker.queue.url())
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
             .send()
             .await
-            .map(|_| ())
+            .map(|out| {
+                if !redrive_checked {
+                    redrive_checked = true;
+                    let policy = out.attributes().and_then(|a| {
+                        a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+                    });
+                    let most = worker
+                        .cfg
+                        .sets
+                        .iter()
+                        .max_by_key(|(_, s)| s.max_attempts)
+                        .map(|(name, s)| (name.as_str(), s.max_attempts));
+                    if let Some((set, max_attempts)) = most
+                        && let Some(w) =
+                            redrive_warning(policy.map(String::as_str), max_attempts, set)
+                    {
+                        tracing::warn!("{w}");
+                    }
+                }
+            })
             .map_err(|e| crate::table::aws_error_message(&e));
         let table = worker
             .table
@@ -157,5 +178,54 @@ pub async fn probe(worker: std::sync::Arc<Worker>) {
             }
         }
         tokio::time::sleep(Health::PROBE_EVERY).await;
+    }
+}
+
+/// A warning when the request queue's redrive policy would let SQS move a
+/// failing request to the DLQ before the daemon fails it: SQS moves it
+/// without the `error`/`errorKind` reason, and the cache stays
+/// `PROCESSING` until its lease lapses.
+pub fn redrive_warning(policy: Option<&str>, max_attempts: u32, set: &str) -> Option<String> {
+    let count = policy
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|p| match &p["maxReceiveCount"] {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        })?;
+    // Each attempt is one receive; a few more cover redeliveries that do
+    // not start an attempt (shutdown, a busy worker, AWS errors).
+    let needed = u64::from(max_attempts) + 2;
+    (count < needed).then(|| {
+        format!(
+            "the request queue's redrive policy has maxReceiveCount {count}, but set {set} \
+             allows max_attempts = {max_attempts}: SQS may move a failing request to the DLQ \
+             without a reason before the daemon fails it; raise maxReceiveCount to at least \
+             {needed} or lower max_attempts"
+        )
+    })
+}
+
+#[cfg(test)]
+mod redrive_tests {
+    use super::redrive_warning;
+
+    #[test]
+    fn warns_only_when_sqs_would_dead_letter_first() {
+        let p = |n: &str| format!(r#"{{"deadLetterTargetArn":"arn:x","maxReceiveCount":{n}}}"#);
+        let w = redrive_warning(Some(&p("5")), 10, "summary").expect("5 < 10 + 2");
+        assert!(w.contains("maxReceiveCount 5") && w.contains("summary") && w.contains("12"));
+        assert!(
+            redrive_warning(Some(&p("\"4\"")), 3, "s").is_some(),
+            "SQS may send it as a string"
+        );
+        assert_eq!(redrive_warning(Some(&p("5")), 3, "s"), None);
+        assert_eq!(redrive_warning(Some(&p("10")), 3, "s"), None);
+        assert_eq!(
+            redrive_warning(None, 3, "s"),
+            None,
+            "no redrive policy: the daemon's DLQ only"
+        );
+        assert_eq!(redrive_warning(Some("not json"), 3, "s"), None);
     }
 }

@@ -292,8 +292,10 @@ class Driver:
 
     def provision(self) -> dict[str, str]:
         out = subprocess.run(
+            # maxReceiveCount above the sets' max_attempts (10): requests that
+            # keep failing are dead-lettered by the daemon, with a reason.
             [str(ROOT / "scripts" / "local-aws.sh"), "provision", "--endpoint", self.args.endpoint,
-             "--name", self.args.name],
+             "--name", self.args.name, "--max-receive-count", "20"],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
         )
         if out.returncode != 0:
