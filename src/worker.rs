@@ -361,25 +361,41 @@ impl Worker {
                 Decision::Hit | Decision::Republish(Outcome::Ready) => {
                     // A hit, or a redelivery after the commit whose event
                     // may have been lost: the same event (same eventId).
-                    let kind = if decision == Decision::Hit {
+                    let mut coalesced = seal(&mut leader);
+                    let mut answer = rid.as_str();
+                    // The owner's redelivery may have joined this flight
+                    // as a follower: its ready event may have been lost
+                    // with its process, so re-publish that one (the
+                    // owner's eventId) and list this request as coalesced.
+                    let owner_here = decision == Decision::Hit
+                        && rec
+                            .request_id
+                            .as_ref()
+                            .is_some_and(|owner| coalesced.contains(owner));
+                    if owner_here {
+                        let owner = rec.request_id.as_deref().unwrap_or_default();
+                        coalesced.retain(|r| r != owner);
+                        coalesced.push(rid.clone());
+                        answer = owner;
+                    }
+                    let kind = if decision == Decision::Hit && !owner_here {
                         self.metrics.hits.get_or_create(&labels).inc();
                         EventKind::Hit
                     } else {
                         info!(
                             epoch = rec.epoch(),
+                            owner = answer,
                             "redelivery after commit; re-publishing the ready event"
                         );
                         EventKind::Ready
                     };
-                    let coalesced = seal(&mut leader);
                     let value = rec.value.as_ref();
-                    let (epoch, rid) = (rec.epoch(), Some(rid.as_str()));
                     self.publish(
                         kind,
                         key,
                         set,
-                        epoch,
-                        rid,
+                        rec.epoch(),
+                        Some(answer),
                         Some(&item),
                         value,
                         None,

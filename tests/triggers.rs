@@ -310,3 +310,86 @@ async fn a_hundred_concurrent_requests_in_one_process_share_one_claim_and_one_ru
     );
     w.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_died_between_commit_and_publish_gets_its_ready_event_even_as_a_follower() {
+    use triggered_cache::config::EventKind;
+    use triggered_cache::events::event_id;
+    use triggered_cache::item::to_av;
+    let env = Env::new("owner-follower").await;
+    // Ten caches committed READY by owners whose process died before the
+    // ready event went out (found by the chaos run: the owner's
+    // redelivery joined another request's flight as a follower, the
+    // leader answered with a hit and the ready event was never published).
+    let mut bodies = Vec::new();
+    for i in 0..10 {
+        let pk = format!("order#{i}");
+        env.ddb
+            .put_item()
+            .table_name(&env.name)
+            .item("pk", to_av(&json!(pk)))
+            .item("triggeredCache_summary_status", to_av(&json!("READY")))
+            .item("triggeredCache_summary_epoch", to_av(&json!(7)))
+            .item(
+                "triggeredCache_summary_requestId",
+                to_av(&json!(format!("owner-{i}"))),
+            )
+            .item(
+                "triggeredCache_summary_readyAt",
+                to_av(&json!(now_millis())),
+            )
+            .item("triggeredCache_summary_value", to_av(&json!({"n": i})))
+            .send()
+            .await
+            .unwrap();
+        // Another request first, then the owner's redelivery: received in
+        // one batch, they coalesce, mostly with the other one leading.
+        let mut other = Env::request(&pk, "summary");
+        other["requestId"] = json!(format!("other-{i}"));
+        let mut owner = Env::request(&pk, "summary");
+        owner["requestId"] = json!(format!("owner-{i}"));
+        bodies.push(other);
+        bodies.push(owner);
+    }
+    env.send_many(&bodies).await;
+    let rec = Recorder::ok_after(Duration::ZERO);
+    let w = Running::start(env.config(&["summary"]), vec![("summary", p(&rec))]);
+    env.wait_queue_empty(T).await;
+    let want: Vec<String> = (0..10)
+        .map(|i| {
+            event_id(
+                EventKind::Ready,
+                &Env::key(&format!("order#{i}")),
+                "summary",
+                7,
+                Some(&format!("owner-{i}")),
+            )
+        })
+        .collect();
+    env.wait_events("every owner's ready event, with its own eventId", T, |e| {
+        want.iter().all(|id| {
+            e.iter()
+                .any(|e| e["event"] == "ready" && e["eventId"] == id.as_str())
+        })
+    })
+    .await;
+    // And every other request is answered too: by a hit, or as coalesced
+    // into the owner's ready event.
+    env.pull_events().await;
+    let answered = |rid: &str| {
+        env.events_of("hit")
+            .iter()
+            .chain(env.events_of("ready").iter())
+            .any(|e| {
+                e["requestId"] == rid
+                    || e["coalesced"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|c| c == rid))
+            })
+    };
+    for i in 0..10 {
+        assert!(answered(&format!("other-{i}")), "other-{i} is answered");
+    }
+    assert_eq!(rec.count(), 0, "nothing is processed again");
+    w.stop();
+}
