@@ -106,6 +106,33 @@ impl<K: Eq + Hash + Clone> Leader<K> {
             .unwrap_or_default()
     }
 
+    /// If `owner` is one of the followers, swaps places with it: the
+    /// leader goes on as `owner` (the request that owns the item's run,
+    /// redelivered after its process died) and `me` becomes the follower
+    /// entry, so that the answering event names `owner` and lists `me` as
+    /// coalesced. Returns whether `owner` was found.
+    pub fn adopt(&mut self, owner: &str, me: &str) -> bool {
+        let swap = |followers: &mut Vec<(String, oneshot::Sender<FlightOutcome>)>| match followers
+            .iter_mut()
+            .find(|(rid, _)| rid == owner)
+        {
+            Some(entry) => {
+                entry.0 = me.to_owned();
+                true
+            }
+            None => false,
+        };
+        match self.sealed.as_mut() {
+            Some(sealed) => swap(sealed),
+            None => self
+                .flights
+                .lock()
+                .expect("coalescer lock")
+                .get_mut(&self.key)
+                .is_some_and(|f| swap(&mut f.followers)),
+        }
+    }
+
     /// Ends the flight, telling every follower `outcome`. Returns how many
     /// followers there were.
     pub fn finish(mut self, outcome: FlightOutcome) -> usize {
@@ -165,6 +192,22 @@ mod tests {
         };
         assert_eq!(leader.seal(), vec!["r2".to_string()]);
         assert!(matches!(c.join("k", "r3".into()), Role::Leader(_)));
+    }
+
+    #[tokio::test]
+    async fn the_leader_can_take_the_place_of_a_following_owner() {
+        let c = Coalescer::default();
+        let Role::Leader(mut leader) = c.join("k", "r1".into()) else {
+            panic!()
+        };
+        let Role::Follower(owner) = c.join("k", "owner".into()) else {
+            panic!()
+        };
+        assert!(!leader.adopt("nobody", "r1"));
+        assert!(leader.adopt("owner", "r1"));
+        assert_eq!(leader.seal(), vec!["r1".to_string()]);
+        assert_eq!(leader.finish(FlightOutcome::Answered), 1);
+        assert_eq!(owner.await.unwrap(), FlightOutcome::Answered);
     }
 
     #[tokio::test]

@@ -337,13 +337,35 @@ impl Worker {
         mut leader: Option<&mut Leader<FlightKey>>,
     ) -> anyhow::Result<Disposition> {
         let set_cfg = self.cfg.sets.get(set).expect("decoded sets are configured");
-        let rid = subject.rid().to_owned();
+        let mut rid = subject.rid().to_owned();
         let labels = Metrics::set(set);
         let mut item = self.table.get(key).await?;
         let mut counted_miss = false;
         for _ in 0..self.cfg.worker.max_rehandles {
             let rec = self.table.attrs.record(&item, set);
             let clock = self.clock(set_cfg);
+            // The owner of the item's run (or of its committed result) may
+            // be a follower of this flight: its redelivery after its process
+            // died. Go on as the owner, so that the run is continued (not
+            // left until the lease lapses, with the owner's message deleted)
+            // and a ready event lost between commit and publish is
+            // re-published with its eventId (invariant 5).
+            if let Subject::Request { rid: me, .. } = &mut subject
+                && let Some(owner) = rec.request_id.as_deref()
+                && owner != me
+                && matches!(
+                    rec.status(),
+                    state::Status::Processing | state::Status::Ready
+                )
+                && leader.as_mut().is_some_and(|l| l.adopt(owner, me))
+            {
+                info!(
+                    owner,
+                    "the owner's redelivery joined this request; continuing as the owner"
+                );
+                *me = owner.to_owned();
+                rid = owner.to_owned();
+            }
             let decision = match &subject {
                 Subject::Request { .. } => state::decide_request(&rec, &rid, &clock),
                 Subject::TriggerEnd { trigger_id, .. } => {
@@ -361,41 +383,24 @@ impl Worker {
                 Decision::Hit | Decision::Republish(Outcome::Ready) => {
                     // A hit, or a redelivery after the commit whose event
                     // may have been lost: the same event (same eventId).
-                    let mut coalesced = seal(&mut leader);
-                    let mut answer = rid.as_str();
-                    // The owner's redelivery may have joined this flight
-                    // as a follower: its ready event may have been lost
-                    // with its process, so re-publish that one (the
-                    // owner's eventId) and list this request as coalesced.
-                    let owner_here = decision == Decision::Hit
-                        && rec
-                            .request_id
-                            .as_ref()
-                            .is_some_and(|owner| coalesced.contains(owner));
-                    if owner_here {
-                        let owner = rec.request_id.as_deref().unwrap_or_default();
-                        coalesced.retain(|r| r != owner);
-                        coalesced.push(rid.clone());
-                        answer = owner;
-                    }
-                    let kind = if decision == Decision::Hit && !owner_here {
+                    let kind = if decision == Decision::Hit {
                         self.metrics.hits.get_or_create(&labels).inc();
                         EventKind::Hit
                     } else {
                         info!(
                             epoch = rec.epoch(),
-                            owner = answer,
                             "redelivery after commit; re-publishing the ready event"
                         );
                         EventKind::Ready
                     };
+                    let coalesced = seal(&mut leader);
                     let value = rec.value.as_ref();
                     self.publish(
                         kind,
                         key,
                         set,
                         rec.epoch(),
-                        Some(answer),
+                        Some(rid.as_str()),
                         Some(&item),
                         value,
                         None,
