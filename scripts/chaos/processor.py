@@ -43,7 +43,7 @@ key = job.get("key") or {}
 pk = str(key.get("pk", ""))
 prefix = f"triggeredCache_{job.get('set')}_"
 base = {
-    "run": f"{WORKER}.{os.getpid()}.{time.time_ns() % 10**12}",
+    "run": f"{WORKER}.{os.getpid()}.{time.time_ns() % 10**12}",  # A's pid
     "key": pk,
     "set": job.get("set"),
     "epoch": job.get("epoch"),
@@ -73,15 +73,18 @@ def parent_of(pid: int) -> int:
         return -1
 
 
-log("start")
+A_PID = os.getpid()
 child = os.fork()
 if child:
     # A: wait for B and pass on its exit code.
     _, status = os.waitpid(child, 0)
     os._exit(os.waitstatus_to_exitcode(status))
 
-# B: the work.
-me_parent = os.getppid()
+# B: the work. It logs the start itself (A may be killed at any moment,
+# even before this line) and compares its parent with A's pid taken before
+# the fork, so a kill of A is seen however early it came.
+me_parent = A_PID
+log("start")
 deadline = time.monotonic() + random.uniform(lo, hi) / 1000.0
 while time.monotonic() < deadline:
     time.sleep(0.02)
