@@ -53,6 +53,7 @@ EXAMPLE_VARS = {
     "QUEUE_NAME": "triggered-cache-requests",
     "DLQ_NAME": "triggered-cache-dlq",
     "TABLE_NAME": "triggered-cache",
+    "DEPENDENCY_TABLE_NAME": "triggered-cache-deps",
     "TOPIC_NAME": "triggered-cache-events",
     "KMS_KEY_ID": "1234abcd-12ab-34cd-56ef-1234567890ab",
     "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/triggered-cache-requests",
@@ -69,17 +70,45 @@ EXAMPLE_VARS = {
     "SECURITY_GROUP": "sg-0123456789abcdef0",
 }
 
-# Exactly what the daemon calls (DESIGN §8, src/queue.rs, src/table.rs,
-# src/events.rs, src/health.rs), by resource. Query is granted now for
-# dependency tracking. Batch APIs are authorized by the single actions.
+# Exactly what the daemon calls (src/queue.rs, src/table.rs, src/events.rs,
+# src/health.rs, src/dependencies.rs), by resource; `deps` is the optional
+# dependency-tracking edge table. SQS batch APIs are authorized by the single
+# actions. cmd_iam_actions also derives the set from the SDK calls in src/.
 DAEMON_ACTIONS = {
     "queue": {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
     "dlq": {"sqs:SendMessage", "sqs:GetQueueAttributes"},
-    "table": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable", "dynamodb:Query"},
-    "index": {"dynamodb:Query"},
+    "table": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"},
+    "deps": {"dynamodb:BatchWriteItem", "dynamodb:Query"},
     "topic": {"sns:Publish", "sns:GetTopicAttributes"},
     "key": {"kms:Decrypt", "kms:GenerateDataKey"},
 }
+# The SDK calls of the daemon's code and the IAM actions they need.
+SDK_CALL_ACTIONS = {
+    "receive_message": "sqs:ReceiveMessage",
+    "delete_message": "sqs:DeleteMessage",
+    "delete_message_batch": "sqs:DeleteMessage",
+    "change_message_visibility": "sqs:ChangeMessageVisibility",
+    "change_message_visibility_batch": "sqs:ChangeMessageVisibility",
+    "get_queue_attributes": "sqs:GetQueueAttributes",
+    "send_message": "sqs:SendMessage",
+    "send_message_batch": "sqs:SendMessage",
+    "get_item": "dynamodb:GetItem",
+    "put_item": "dynamodb:PutItem",
+    "update_item": "dynamodb:UpdateItem",
+    "delete_item": "dynamodb:DeleteItem",
+    "describe_table": "dynamodb:DescribeTable",
+    "query": "dynamodb:Query",
+    "scan": "dynamodb:Scan",
+    "batch_write_item": "dynamodb:BatchWriteItem",
+    "batch_get_item": "dynamodb:BatchGetItem",
+    "transact_write_items": "dynamodb:TransactWriteItems",
+    "transact_get_items": "dynamodb:TransactGetItems",
+    "publish": "sns:Publish",
+    "publish_batch": "sns:Publish",
+    "get_topic_attributes": "sns:GetTopicAttributes",
+}
+# Operator-only code (the CLI), not the daemon's.
+OPERATOR_SOURCES = {"admin.rs", "cli.rs"}
 # The operators' CLI (src/admin.rs): send, inspect, reset (publishes a reset
 # event), dlq list (receive, then make visible again), dlq redrive.
 OPERATOR_ACTIONS = {
@@ -481,7 +510,9 @@ def classify(resource: str) -> str:
     if resource.startswith("arn:aws:sqs:"):
         return "dlq" if resource.endswith(":" + EXAMPLE_VARS["DLQ_NAME"]) else "queue"
     if resource.startswith("arn:aws:dynamodb:"):
-        return "index" if "/index/" in resource else "table"
+        if "/index/" in resource:
+            return "index"
+        return "deps" if resource.endswith("table/" + EXAMPLE_VARS["DEPENDENCY_TABLE_NAME"]) else "table"
     if resource.startswith("arn:aws:sns:"):
         return "topic"
     if resource.startswith("arn:aws:kms:"):
@@ -501,8 +532,28 @@ def actions_by_resource(doc: dict) -> dict[str, set[str]]:
     return out
 
 
+def daemon_sdk_actions() -> dict[str, list[str]]:
+    """The IAM actions the daemon's SDK calls need, with where they are."""
+    call = re.compile(r"\.(" + "|".join(sorted(SDK_CALL_ACTIONS, key=len, reverse=True)) + r")\(\)")
+    found: dict[str, list[str]] = {}
+    for path in sorted(Path("src").rglob("*.rs")):
+        if path.name in OPERATOR_SOURCES or path.name.endswith("_tests.rs"):
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            for m in call.finditer(line):
+                found.setdefault(SDK_CALL_ACTIONS[m.group(1)], []).append(f"{path}:{n}")
+    return found
+
+
 def cmd_iam_actions(args) -> int:
     p = Problems("IAM policies")
+    # The policy grants exactly the actions the daemon's code calls.
+    called = daemon_sdk_actions()
+    granted = set().union(*DAEMON_ACTIONS.values()) - {"kms:Decrypt", "kms:GenerateDataKey"}
+    for action in sorted(set(called) - granted):
+        p.check(False, f"src/ calls {action} ({', '.join(called[action])}) but the policy does not grant it")
+    for action in sorted(granted - set(called)):
+        p.check(False, f"the policy grants {action}, which no SDK call in src/ needs")
     for path, expected in ((POLICY, DAEMON_ACTIONS), (OPERATOR_POLICY, OPERATOR_ACTIONS)):
         doc = render_json(path)
         got = actions_by_resource(doc)
@@ -619,6 +670,12 @@ def cmd_cfn_static(args) -> int:
     p.check(tp.get("BillingMode") == "PAY_PER_REQUEST", "the table is not on-demand")
     p.check(tp.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True, "point-in-time recovery is off")
     p.check(table.get("DeletionPolicy") == "Retain", "the table is not retained on stack deletion")
+    deps = typed("AWS::DynamoDB::Table").get("DependencyTable", {})
+    dp = deps.get("Properties", {})
+    p.check(deps.get("Condition") == "HasDependencyTable", "the dependency table is not optional (Condition HasDependencyTable)")
+    p.check(dp.get("BillingMode") == "PAY_PER_REQUEST", "the dependency table is not on-demand")
+    p.check(dp.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is True, "the dependency table has no point-in-time recovery")
+    p.check([k["AttributeName"] for k in dp.get("KeySchema", [])] == ["entity", "dependent"], "the dependency table's keys are not entity/dependent")
     topic = typed("AWS::SNS::Topic").get("Topic", {}).get("Properties", {})
     p.check("KmsMasterKeyId" in topic, "the topic is not encrypted")
     key = typed("AWS::KMS::Key").get("EncryptionKey", {}).get("Properties", {})
@@ -656,7 +713,8 @@ def cmd_cfn_emulator(args) -> int:
     keda = "arn:aws:iam::123456789012:role/keda-operator"
     stacks = {
         # EKS: defaults, IRSA for the service account, KEDA may assume the role.
-        "verify-eks": {"EksOidcProviderArn": oidc, "KedaOperatorRoleArn": keda},
+        "verify-eks": {"EksOidcProviderArn": oidc, "KedaOperatorRoleArn": keda,
+                       "DependencyTableName": "triggered-cache-deps"},
         # ECS: other names, a sort key, no operator policy.
         "verify-ecs": {
             "Platform": "ecs", "QueueName": "tc-ecs-requests", "DeadLetterQueueName": "tc-ecs-dlq",
@@ -684,6 +742,9 @@ def cmd_cfn_emulator(args) -> int:
             expected.add("OperatorPolicyArn")
         if params.get("Platform") == "ecs":
             expected |= {"ExecutionRoleArn", "LogGroupName"}
+        deps_name = params.get("DependencyTableName", "")
+        if deps_name:
+            expected |= {"DependencyTableName", "DependencyPolicyArn"}
         p.check(set(o) == expected, f"{name}: outputs {sorted(o)}, expected {sorted(expected)}")
         p.check(o.get("Region") == region, f"{name}: Region output {o.get('Region')}")
         p.check(o.get("QueueUrl", "").endswith("/" + qname), f"{name}: QueueUrl {o.get('QueueUrl')}")
@@ -716,6 +777,12 @@ def cmd_cfn_emulator(args) -> int:
         p.check(keys == want, f"{name}: key schema {keys}, expected {want}")
         # (moto 5.2.5 does not apply PointInTimeRecoverySpecification from a
         # template; cfn-static checks the property.)
+        if deps_name:
+            p.check(o.get("DependencyTableName") == deps_name, f"{name}: DependencyTableName {o.get('DependencyTableName')}")
+            dt = ddb.describe_table(TableName=deps_name)["Table"]
+            dkeys = {k["AttributeName"]: k["KeyType"] for k in dt["KeySchema"]}
+            p.check(dkeys == {"entity": "HASH", "dependent": "RANGE"}, f"{name}: dependency table keys {dkeys}")
+            p.check(dt.get("BillingModeSummary", {}).get("BillingMode") == "PAY_PER_REQUEST", f"{name}: the dependency table is not on-demand")
         # The topic.
         ta = sns.get_topic_attributes(TopicArn=o["TopicArn"])["Attributes"]
         p.check(ta.get("KmsMasterKeyId") == o["KmsKeyArn"], f"{name}: the topic is not encrypted with the stack's key")
@@ -724,14 +791,24 @@ def cmd_cfn_emulator(args) -> int:
         values = {
             "AWS_REGION": region, "AWS_ACCOUNT_ID": o["QueueArn"].split(":")[4], "QUEUE_NAME": qname,
             "DLQ_NAME": dname, "TABLE_NAME": tname, "TOPIC_NAME": topic_name,
+            "DEPENDENCY_TABLE_NAME": deps_name,
             "KMS_KEY_ID": o["KmsKeyArn"].rsplit("/", 1)[1],
         }
         role_name = o["RoleArn"].rsplit("/", 1)[1]
         attached = [a["PolicyArn"] for a in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]]
-        p.check(attached == [o["DaemonPolicyArn"]], f"{name}: the role has policies {attached}")
+        want_attached = sorted([o["DaemonPolicyArn"]] + ([o["DependencyPolicyArn"]] if deps_name else []))
+        p.check(sorted(attached) == want_attached, f"{name}: the role has policies {attached}")
         p.check(not iam.list_role_policies(RoleName=role_name)["PolicyNames"], f"{name}: the role has inline policies")
         daemon_doc = policy_document(iam, o["DaemonPolicyArn"])
-        p.check(daemon_doc == render_json(POLICY, values), f"{name}: the stack's daemon policy differs from {POLICY}:\n{json.dumps(daemon_doc, indent=1)}")
+        if deps_name:
+            # The dependency statement lives in its own conditional policy.
+            extra = policy_document(iam, o["DependencyPolicyArn"])["Statement"]
+            daemon_doc = dict(daemon_doc, Statement=daemon_doc["Statement"][:3] + extra + daemon_doc["Statement"][3:])
+        want_doc = render_json(POLICY, values)
+        if not deps_name:
+            # Without dependency tracking the stack leaves that statement out.
+            want_doc["Statement"] = [st for st in want_doc["Statement"] if st.get("Sid") != "DependencyEdges"]
+        p.check(daemon_doc == want_doc, f"{name}: the stack's daemon policy differs from {POLICY}:\n{json.dumps(daemon_doc, indent=1)}")
         if "OperatorPolicyArn" in o:
             op_doc = policy_document(iam, o["OperatorPolicyArn"])
             p.check(op_doc == render_json(OPERATOR_POLICY, values), f"{name}: the stack's operator policy differs from {OPERATOR_POLICY}")
