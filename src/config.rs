@@ -577,6 +577,45 @@ impl Config {
                 bad(key, "is missing".into());
             }
         }
+        for (key, value, example) in [
+            (
+                "sqs.queue_url",
+                &self.sqs.queue_url,
+                "https://sqs.us-east-1.amazonaws.com/123456789012/requests",
+            ),
+            (
+                "sqs.dlq_url",
+                &self.sqs.dlq_url,
+                "https://sqs.us-east-1.amazonaws.com/123456789012/requests-dlq",
+            ),
+        ] {
+            let value = value.trim();
+            if !value.is_empty() && reqwest::Url::parse(value).map_or(true, |u| !u.has_host()) {
+                bad(
+                    key,
+                    format!("is {value:?}, not a queue URL; it looks like {example}"),
+                );
+            }
+        }
+        if let Some(ep) = self.aws.endpoint_url.as_deref().map(str::trim)
+            && !ep.is_empty()
+            && reqwest::Url::parse(ep).map_or(true, |u| !u.has_host())
+        {
+            bad(
+                "aws.endpoint_url",
+                format!("is {ep:?}, must be a URL such as http://127.0.0.1:4566"),
+            );
+        }
+        let arn = self.sns.topic_arn.trim();
+        let arn_shaped = arn.starts_with("arn:") && arn.split(':').count() == 6;
+        if !arn.is_empty() && !arn_shaped {
+            bad(
+                "sns.topic_arn",
+                format!(
+                    "is {arn:?}, not a topic ARN; it looks like arn:aws:sns:us-east-1:123456789012:events"
+                ),
+            );
+        }
         if self.sqs.queue_url == self.sqs.dlq_url && !self.sqs.queue_url.is_empty() {
             bad("sqs.dlq_url", "must differ from sqs.queue_url".into());
         }
