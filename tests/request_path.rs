@@ -337,21 +337,78 @@ async fn bad_messages_go_to_the_dlq_with_their_reason_and_touch_nothing() {
             "set `nope` is not configured",
         ),
     ];
+    let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+    // Near SQS's 256 KiB message limit: a key far over DynamoDB's 2048
+    // bytes, and garbage whose dead-lettered copy has room for only part of
+    // its reason.
+    let huge = format!(
+        r#"{{"v":1,"type":"request","key":{{"pk":"{}"}},"set":"summary"}}"#,
+        "x".repeat(250 * 1024)
+    );
+    let garbage = "y".repeat(256 * 1024 - 100);
+    let long_id = format!(
+        r#"{{"v":1,"type":"request","key":{{"pk":"a"}},"set":"summary","requestId":"{}"}}"#,
+        "r".repeat(200)
+    );
+    let sns_garbage = serde_json::json!({
+        "Type": "Notification",
+        "MessageId": "0f1e2d3c-0000-4000-8000-000000000000",
+        "TopicArn": "arn:aws:sns:us-east-1:000000000000:producer",
+        "Message": "{\"v\":1,\"type\":\"request\"",
+    })
+    .to_string();
+    let more: Vec<(String, &str)> = vec![
+        (deep, "not JSON"),
+        (huge, "2048 bytes"),
+        (garbage, "body is"),
+        (long_id, "1 to 128"),
+        (
+            r#"{"v":1,"type":"request","key":{"pk":"a"},"set":"summary","requestId":"a\u0007b"}"#
+                .into(),
+            "control characters",
+        ),
+        (
+            r#"{"v":1,"type":"request","key":{"pk":"a"},"set":"summary","extra":1}"#.into(),
+            "unknown field `extra`",
+        ),
+        (
+            r#"{"v":1,"type":"request","key":{"pk":"a","sk":"b"},"set":"summary"}"#.into(),
+            "not part of the table's key",
+        ),
+        (
+            r#"{"v":1,"type":"request","key":{"pk":"a"},"set":["summary"]}"#.into(),
+            "field `set`",
+        ),
+        (sns_garbage, "not JSON"),
+        ("null".into(), "not a JSON object"),
+        ("\u{feff}{}".into(), "not JSON"),
+    ];
+    let cases: Vec<(String, &str)> = cases
+        .iter()
+        .map(|(b, r)| (b.to_string(), *r))
+        .chain(more)
+        .collect();
     for (body, _) in &cases {
         env.send_raw(body).await;
     }
     let dlq = env.wait_dlq(cases.len(), T).await;
+    assert_eq!(
+        dlq.len(),
+        cases.len(),
+        "each bad message is dead-lettered once"
+    );
     for (body, reason) in &cases {
+        let short = &body[..body.len().min(80)];
         let (_, attrs) = dlq
             .iter()
             .find(|(b, _)| b == body)
-            .unwrap_or_else(|| panic!("{body} is not in the DLQ"));
+            .unwrap_or_else(|| panic!("{short} is not in the DLQ with its body intact"));
         assert!(
             attrs["error"].contains(reason),
-            "{body}: {:?} does not say {reason:?}",
+            "{short}: {:?} does not say {reason:?}",
             attrs["error"]
         );
-        assert_eq!(attrs["errorKind"], "malformed");
+        assert_eq!(attrs["errorKind"], "malformed", "{short}");
     }
     env.wait_queue_empty(T).await;
     assert_eq!(env.scan_count().await, 0, "a bad message touches no item");
@@ -361,6 +418,12 @@ async fn bad_messages_go_to_the_dlq_with_their_reason_and_touch_nothing() {
         "a bad message publishes nothing"
     );
     assert_eq!(rec.count(), 0);
+    // The worker is unharmed: a good request is still answered.
+    env.send(&Env::request("after#1", "summary")).await;
+    env.wait_events("a ready event after the bad messages", T, |e| {
+        e.iter().any(|e| e["event"] == "ready")
+    })
+    .await;
     w.stop();
 }
 
