@@ -198,3 +198,168 @@ proptest! {
         let _ = schema().decode_any(&stream.to_string(), &Default::default());
     }
 }
+
+/// Stream rules for the fuzzing below: a key template, `when_changed`, and a
+/// dependency template, so that every mapping path is reachable.
+fn fuzz_rules() -> crate::streams::Rules {
+    let rules: Vec<crate::streams::StreamRule> = serde_json::from_value(json!([
+        {"table": "orders", "key": {"pk": "order#{Keys.orderId}"}, "sets": ["summary"]},
+        {"table": "orders", "events": ["MODIFY"], "key": {"pk": "o#{NewImage.id}"},
+         "sets": ["*"], "when_changed": ["status"]},
+        {"table": "products", "dependency": "product#{Image.sku}"}
+    ]))
+    .unwrap();
+    crate::streams::Rules::new(&rules, &["pk".to_string()]).unwrap()
+}
+
+/// Any JSON value, nested a few levels, with the strings and numbers that
+/// tend to break decoders.
+fn any_json() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(json!(null)),
+        any::<bool>().prop_map(|b| json!(b)),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
+        ".{0,40}".prop_map(|s| json!(s)),
+        prop_oneof![
+            Just("S"),
+            Just("N"),
+            Just("M"),
+            Just("orders"),
+            Just("request"),
+            Just("trigger"),
+            Just("summary"),
+            Just("*"),
+            Just("{Keys.orderId}"),
+            Just("\u{0}"),
+        ]
+        .prop_map(|s| json!(s)),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("S".to_string()),
+                    Just("N".to_string()),
+                    Just("M".to_string()),
+                    Just("L".to_string()),
+                    Just("orderId".to_string()),
+                    Just("sku".to_string()),
+                    Just("status".to_string()),
+                    Just("pk".to_string()),
+                    "[a-zA-Z]{1,8}",
+                ],
+                inner,
+                0..6
+            )
+            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A well-formed body of every form the daemon reads.
+fn any_envelope(inner: serde_json::Value) -> impl Strategy<Value = serde_json::Value> {
+    let request = json!({"v": 1, "type": "request", "key": {"pk": "a"}, "set": "summary"});
+    let stream = |src: &str, name: &str, ddb: serde_json::Value| {
+        json!({"eventName": name, "eventSource": "aws:dynamodb",
+               "eventSourceARN": format!("arn:aws:dynamodb:us-east-1:1:table/{src}/stream/x"),
+               "dynamodb": ddb})
+    };
+    let i = inner;
+    prop_oneof![
+        // The native message with one field replaced by anything.
+        prop_oneof![
+            Just("v"),
+            Just("type"),
+            Just("key"),
+            Just("set"),
+            Just("requestId"),
+            Just("input"),
+            Just("triggerId"),
+            Just("dependency")
+        ]
+        .prop_map({
+            let (r, i) = (request.clone(), i.clone());
+            move |f| {
+                let mut m = r.clone();
+                m[f] = i.clone();
+                m
+            }
+        }),
+        // An SNS notification carrying anything (as text or as JSON).
+        Just(
+            json!({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:1:t",
+                    "Message": i.to_string(), "MessageAttributes": i.clone()})
+        ),
+        Just(json!({"Type": "Notification", "Message": i.clone()})),
+        Just(
+            json!({"Type": "Notification", "Message": json!({"Type": "Notification", "Message": request.to_string()}).to_string()})
+        ),
+        // DynamoDB Stream records, single and in {"Records": [...]}, with
+        // keys and images that are anything.
+        Just(stream(
+            "orders",
+            "MODIFY",
+            json!({"Keys": i.clone(), "NewImage": i.clone(), "OldImage": i.clone()})
+        )),
+        Just(stream("products", "INSERT", i.clone())),
+        Just(
+            json!({"Records": [stream("orders", "INSERT", json!({"Keys": {"orderId": i.clone()}})), i.clone()]})
+        ),
+        Just(json!({"Records": i.clone()})),
+        // A dependency trigger naming anything.
+        Just(json!({"v": 1, "type": "trigger", "dependency": i.clone()})),
+        Just(i.clone()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000)
+    ))]
+
+    /// Every envelope with anything inside decodes or is refused with a
+    /// reason; nothing panics.
+    #[test]
+    fn every_envelope_with_anything_inside_never_panics(
+        body in any_json().prop_flat_map(any_envelope)
+    ) {
+        let rules = fuzz_rules();
+        match schema().decode_any(&body.to_string(), &rules) {
+            Ok(_) => {}
+            Err(e) => prop_assert!(!e.reason.is_empty(), "a refusal says why"),
+        }
+    }
+
+    /// Valid bodies of every form, cut short or with bytes changed: refused
+    /// with a reason or decoded, never a panic.
+    #[test]
+    fn mutated_valid_bodies_never_panic(
+        which in 0usize..5,
+        cut in any::<prop::sample::Index>(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+    ) {
+        let bodies = [
+            json!({"v": 1, "type": "request", "key": {"pk": "a"}, "set": "summary", "requestId": "r", "input": {"x": [1, 2]}}).to_string(),
+            json!({"v": 1, "type": "trigger_end", "key": {"pk": "a"}, "set": "summary", "triggerId": "f"}).to_string(),
+            json!({"Type": "Notification", "Message": json!({"v": 1, "type": "trigger", "key": {"pk": "a"}, "set": "*"}).to_string(),
+                   "MessageAttributes": {"traceparent": {"Type": "String", "Value": "00-a-b-01"}}}).to_string(),
+            json!({"Records": [{"eventName": "MODIFY", "eventSource": "aws:dynamodb",
+                   "eventSourceARN": "arn:aws:dynamodb:us-east-1:1:table/orders/stream/x",
+                   "dynamodb": {"Keys": {"orderId": {"S": "7"}}, "NewImage": {"id": {"N": "7"}, "status": {"S": "paid"}},
+                                "OldImage": {"id": {"N": "7"}, "status": {"S": "new"}}}}]}).to_string(),
+            json!({"v": 1, "type": "trigger", "dependency": "product#A"}).to_string(),
+        ];
+        let mut bytes = bodies[which].clone().into_bytes();
+        for (at, b) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] = b;
+        }
+        bytes.truncate(cut.index(bytes.len() + 1));
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = schema().decode_any(&text, &fuzz_rules());
+    }
+}
