@@ -40,6 +40,7 @@ impl Dependency {
 pub struct Health {
     shutting_down: AtomicBool,
     pollers_alive: AtomicUsize,
+    pollers_ever: AtomicBool,
     last_ok: [AtomicI64; 3],
     last_error: Mutex<[Option<String>; 3]>,
 }
@@ -60,7 +61,14 @@ impl Health {
     }
 
     pub fn poller_started(&self) {
+        self.pollers_ever.store(true, Ordering::SeqCst);
         self.pollers_alive.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether any poller has started yet (before that, the process is
+    /// starting, not dead).
+    pub fn pollers_started(&self) -> bool {
+        self.pollers_ever.load(Ordering::SeqCst)
     }
 
     pub fn poller_stopped(&self) {

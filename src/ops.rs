@@ -23,10 +23,14 @@ pub async fn serve(listener: TcpListener, worker: Arc<Worker>) {
     }
 }
 
-/// Liveness: the pollers are running (or the process is draining).
+/// Liveness: the pollers are running (or not started yet, or the process
+/// is draining). It fails only when every poller that ran has died, which a
+/// restart fixes.
 async fn healthz(State(w): State<Arc<Worker>>) -> impl IntoResponse {
     let alive = w.health.pollers_alive();
-    if alive > 0 || w.health.is_shutting_down() {
+    if !w.health.pollers_started() && !w.health.is_shutting_down() {
+        (StatusCode::OK, "ok: starting\n".to_string())
+    } else if alive > 0 || w.health.is_shutting_down() {
         (StatusCode::OK, format!("ok: {alive} pollers\n"))
     } else {
         (

@@ -18,8 +18,12 @@ async fn endpoints_answer_and_metrics_count_known_traffic() {
     let env = Env::new("ops").await;
     let mut d = Daemon::spawn(bin(&env));
     let (status, body) = d.get("/healthz").await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 200, "alive while starting too: {body}");
     wait_until("readiness", T, || async { d.get("/readyz").await.0 == 200 }).await;
+    wait_until("the pollers to run", T, || async {
+        d.get("/healthz").await.1.contains("pollers")
+    })
+    .await;
     let ready = d.get("/readyz").await;
     let detail: serde_json::Value = serde_json::from_str(&ready.1).unwrap();
     assert_eq!(detail["dependencies"]["table"], "ok");
