@@ -59,4 +59,10 @@ else
     log "advisories: SKIPPED - no advisory database snapshot at $snapshot (set ADVISORY_DB_SNAPSHOT, or run 'cargo deny check advisories' where the live database can be fetched)"
 fi
 
+# `--offline` makes cargo-deny run `cargo metadata` offline, which resolves
+# the crates of every target platform in deny.toml's [graph] targets (Windows
+# and wasm crates among them), not only those a build on this machine
+# downloaded. Fetch them all first, so the check works on a fresh cargo cache.
+log "fetching the crates of every target platform (cargo fetch --locked) ..."
+cargo fetch --locked --quiet
 cargo deny --offline --log-level error check --show-stats "${checks[@]}"
