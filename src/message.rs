@@ -291,13 +291,25 @@ impl Schema {
             )));
         }
         let mut parts = Vec::with_capacity(names.len());
-        for name in names {
+        for (i, name) in names.into_iter().enumerate() {
+            // DynamoDB's limits on a key attribute's string value.
+            let (role, limit) = match i {
+                0 => ("partition key", MAX_PARTITION_KEY_BYTES),
+                _ => ("sort key", MAX_SORT_KEY_BYTES),
+            };
             let value = match map.get(name.as_str()) {
-                Some(Json::String(s)) if !s.is_empty() && s.len() <= 2048 => KeyValue::S(s.clone()),
+                Some(Json::String(s)) if s.len() > limit => {
+                    return Err(bad(format!(
+                        "key attribute `{name}` is too long: a string of {} bytes, {} over DynamoDB's limit of {limit} bytes for a {role}",
+                        s.len(),
+                        s.len() - limit
+                    )));
+                }
+                Some(Json::String(s)) if !s.is_empty() => KeyValue::S(s.clone()),
                 Some(Json::Number(n)) => KeyValue::N(n.to_string()),
                 Some(other) => {
                     return Err(bad(format!(
-                        "key attribute `{name}` is {}, expected a non-empty string (at most 2048 bytes) or a number",
+                        "key attribute `{name}` is {}, expected a non-empty string (at most {limit} bytes) or a number",
                         short(other)
                     )));
                 }
@@ -312,6 +324,11 @@ impl Schema {
         Ok(Key(parts))
     }
 }
+
+/// DynamoDB's limit on a partition key's value.
+const MAX_PARTITION_KEY_BYTES: usize = 2048;
+/// DynamoDB's limit on a sort key's value.
+const MAX_SORT_KEY_BYTES: usize = 1024;
 
 /// The inner message of an SNS notification envelope, if `obj` is one.
 fn sns_message(obj: &Map<String, Json>) -> Option<&str> {

@@ -15,6 +15,37 @@ fn reason(body: &str) -> String {
 }
 
 #[test]
+fn a_key_too_long_says_so_and_by_how_much() {
+    let body = format!(
+        r#"{{"v":1,"type":"request","key":{{"pk":"{}"}},"set":"summary"}}"#,
+        "x".repeat(250_000)
+    );
+    assert_eq!(
+        reason(&body),
+        "key attribute `pk` is too long: a string of 250000 bytes, 247952 over DynamoDB's limit of 2048 bytes for a partition key"
+    );
+    let sorted = Schema {
+        sort_key: Some("sk".into()),
+        ..schema()
+    };
+    let body = format!(
+        r#"{{"v":1,"type":"request","key":{{"pk":"a","sk":"{}"}},"set":"summary"}}"#,
+        "y".repeat(1025)
+    );
+    assert_eq!(
+        sorted.decode(&body).unwrap_err().reason,
+        "key attribute `sk` is too long: a string of 1025 bytes, 1 over DynamoDB's limit of 1024 bytes for a sort key"
+    );
+    // At the limits, the keys are accepted.
+    let body = format!(
+        r#"{{"v":1,"type":"request","key":{{"pk":"{}","sk":"{}"}},"set":"summary"}}"#,
+        "x".repeat(2048),
+        "y".repeat(1024)
+    );
+    assert!(sorted.decode(&body).is_ok());
+}
+
+#[test]
 fn every_native_form_decodes() {
     let s = schema();
     let m = s

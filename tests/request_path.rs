@@ -173,7 +173,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_owners_late_commit_is_reject
         ttl: None,
     };
     let Decision::Process { write, epoch, .. } =
-        state::decide_request(&Default::default(), "ghost", &clock)
+        state::decide_request(&Default::default(), "ghost", "ghost", &clock)
     else {
         panic!("a cold item is claimed");
     };
@@ -359,7 +359,7 @@ async fn bad_messages_go_to_the_dlq_with_their_reason_and_touch_nothing() {
     .to_string();
     let more: Vec<(String, &str)> = vec![
         (deep, "not JSON"),
-        (huge, "2048 bytes"),
+        (huge, "is too long: a string of 256000 bytes"),
         (garbage, "body is"),
         (long_id, "1 to 128"),
         (
