@@ -201,15 +201,8 @@ pub async fn reset(
     for s in &sets {
         let epoch = table.attrs.record(&item, s).epoch();
         let ev = CompletionEvent {
-            kind: EventKind::Reset,
-            key,
-            set: s,
-            epoch,
-            request_id: None,
             item: Some(&item),
-            value: None,
-            error: None,
-            coalesced: &[],
+            ..CompletionEvent::new(EventKind::Reset, key, s, epoch)
         };
         events.publish(&ev).await?;
         println!("reset {key} set {s}: STALE at epoch {epoch}");

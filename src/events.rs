@@ -39,24 +39,47 @@ pub struct CompletionEvent<'a> {
     pub error: Option<&'a str>,
     /// Other requests answered by this same event (coalesced in-process).
     pub coalesced: &'a [String],
+    /// For a `failed` event: the SQS message whose run recorded the
+    /// failure. Part of the `eventId`, so that a redelivery of that message
+    /// re-publishes the same event, while a new message with the same
+    /// request id that fails again is a new event (and is not dropped by a
+    /// FIFO topic's de-duplication).
+    pub failed_message_id: Option<&'a str>,
+}
+
+impl<'a> CompletionEvent<'a> {
+    /// An event about `(key, set)` at `epoch` with nothing else yet; fill
+    /// in the rest with struct update syntax.
+    pub fn new(kind: EventKind, key: &'a Key, set: &'a str, epoch: i64) -> Self {
+        CompletionEvent {
+            kind,
+            key,
+            set,
+            epoch,
+            request_id: None,
+            item: None,
+            value: None,
+            error: None,
+            coalesced: &[],
+            failed_message_id: None,
+        }
+    }
 }
 
 /// The stable id of an event.
-pub fn event_id(
-    kind: EventKind,
-    key: &Key,
-    set: &str,
-    epoch: i64,
-    request_id: Option<&str>,
-) -> String {
-    let name = format!(
+pub fn event_id(ev: &CompletionEvent<'_>) -> String {
+    let mut name = format!(
         "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
-        kind.as_str(),
-        key,
-        set,
-        epoch,
-        request_id.unwrap_or("")
+        ev.kind.as_str(),
+        ev.key,
+        ev.set,
+        ev.epoch,
+        ev.request_id.unwrap_or("")
     );
+    if let Some(message_id) = ev.failed_message_id {
+        name.push('\u{1f}');
+        name.push_str(message_id);
+    }
     uuid::Uuid::new_v5(&EVENT_NS, name.as_bytes()).to_string()
 }
 
@@ -107,7 +130,7 @@ impl Publisher {
     /// Renders the event as JSON, dropping record and value (and saying
     /// so) when it would not fit an SNS message.
     pub fn render(&self, ev: &CompletionEvent<'_>) -> (String, String) {
-        let id = event_id(ev.kind, ev.key, ev.set, ev.epoch, ev.request_id);
+        let id = event_id(ev);
         let record = ev.item.map(|item| self.project(item));
         let mut body = json!({
             "event": ev.kind.as_str(),
@@ -226,10 +249,22 @@ mod tests {
     #[test]
     fn event_ids_are_stable_and_distinct() {
         let key = Key(vec![("pk".into(), KeyValue::S("a".into()))]);
-        let a = event_id(EventKind::Ready, &key, "s", 3, Some("r1"));
-        assert_eq!(a, event_id(EventKind::Ready, &key, "s", 3, Some("r1")));
-        assert_ne!(a, event_id(EventKind::Ready, &key, "s", 4, Some("r1")));
-        assert_ne!(a, event_id(EventKind::Hit, &key, "s", 3, Some("r1")));
-        assert_ne!(a, event_id(EventKind::Ready, &key, "t", 3, Some("r1")));
+        let id = |kind, set, epoch, failed_message_id| {
+            event_id(&CompletionEvent {
+                request_id: Some("r1"),
+                failed_message_id,
+                ..CompletionEvent::new(kind, &key, set, epoch)
+            })
+        };
+        let a = id(EventKind::Ready, "s", 3, None);
+        assert_eq!(a, id(EventKind::Ready, "s", 3, None));
+        assert_ne!(a, id(EventKind::Ready, "s", 4, None));
+        assert_ne!(a, id(EventKind::Hit, "s", 3, None));
+        assert_ne!(a, id(EventKind::Ready, "t", 3, None));
+        // A failure re-published for the same message keeps its id; the
+        // failure of a new message with the same request id is new.
+        let f = id(EventKind::Failed, "s", 3, Some("m1"));
+        assert_eq!(f, id(EventKind::Failed, "s", 3, Some("m1")));
+        assert_ne!(f, id(EventKind::Failed, "s", 3, Some("m2")));
     }
 }

@@ -71,10 +71,15 @@ pub enum Field {
     ReadyAt,
     Attempts,
     Error,
+    /// The SQS MessageId of the message whose run recorded `FAILED`: a
+    /// redelivery of that very message is dead-lettered again without a
+    /// second run, while any other message (a redrive, a producer's retry
+    /// with the same `requestId`) claims and processes.
+    FailedMessageId,
 }
 
 impl Field {
-    pub const ALL: [Field; 12] = [
+    pub const ALL: [Field; 13] = [
         Field::Status,
         Field::Epoch,
         Field::RequestId,
@@ -87,6 +92,7 @@ impl Field {
         Field::ReadyAt,
         Field::Attempts,
         Field::Error,
+        Field::FailedMessageId,
     ];
 
     /// The attribute name suffix, as in DESIGN §2.
@@ -104,6 +110,7 @@ impl Field {
             Field::ReadyAt => "readyAt",
             Field::Attempts => "attempts",
             Field::Error => "error",
+            Field::FailedMessageId => "failedMessageId",
         }
     }
 
@@ -174,6 +181,7 @@ pub struct Record {
     pub ready_at: Option<i64>,
     pub attempts: Option<i64>,
     pub error: Option<String>,
+    pub failed_message_id: Option<String>,
 }
 
 impl Record {
@@ -207,6 +215,7 @@ impl Record {
             Field::ReadyAt => n(&self.ready_at),
             Field::Attempts => n(&self.attempts),
             Field::Error => s(&self.error),
+            Field::FailedMessageId => s(&self.failed_message_id),
         }
     }
 
@@ -242,6 +251,7 @@ impl Record {
             Field::ReadyAt => self.ready_at = n(val),
             Field::Attempts => self.attempts = n(val),
             Field::Error => self.error = s(val),
+            Field::FailedMessageId => self.failed_message_id = s(val),
         }
     }
 
@@ -394,6 +404,7 @@ fn claim(rec: &Record, rid: &str, clock: &Clock, reason: ClaimReason) -> Decisio
             Op::Set(Field::Epoch, Val::Num(epoch)),
             Op::Set(Field::Attempts, Val::Num(1)),
             Op::Remove(Field::Error),
+            Op::Remove(Field::FailedMessageId),
             Op::Remove(Field::TriggerId),
             Op::Remove(Field::TriggerDeadline),
             Op::Remove(Field::Awaiting),
@@ -430,15 +441,24 @@ fn continue_run(rec: &Record, rid: &str, clock: &Clock) -> Decision {
     }
 }
 
-/// What a `request` with request id `rid` does to the record as read
-/// (DESIGN §4, request).
-pub fn decide_request(rec: &Record, rid: &str, clock: &Clock) -> Decision {
+/// Whether the record is `FAILED` by the run of this very SQS message: its
+/// redelivery (the worker died between recording the failure and
+/// dead-lettering the message) re-publishes the `failed` event. Any other
+/// message claims, even with the same request id (DESIGN §4: `FAILED` →
+/// claim): a redrive or a producer's retry is a new attempt.
+fn failed_by(rec: &Record, message_id: &str) -> bool {
+    rec.failed_message_id.as_deref() == Some(message_id)
+}
+
+/// What a `request` with request id `rid`, carried by the SQS message
+/// `message_id`, does to the record as read (DESIGN §4, request).
+pub fn decide_request(rec: &Record, rid: &str, message_id: &str, clock: &Clock) -> Decision {
     let own = rec.request_id.as_deref() == Some(rid);
     match rec.status() {
         Status::Ready if own => Decision::Republish(Outcome::Ready),
         Status::Ready if ttl_expired(rec, clock) => claim(rec, rid, clock, ClaimReason::TtlExpired),
         Status::Ready => Decision::Hit,
-        Status::Failed if own => Decision::Republish(Outcome::Failed),
+        Status::Failed if own && failed_by(rec, message_id) => Decision::Republish(Outcome::Failed),
         Status::Failed => claim(rec, rid, clock, ClaimReason::Failed),
         Status::Stale => claim(rec, rid, clock, ClaimReason::Stale),
         Status::Processing if own => continue_run(rec, rid, clock),
@@ -468,7 +488,10 @@ pub fn decide_trigger_end(rec: &Record, trigger_id: &str, rid: &str, clock: &Clo
     match rec.status() {
         Status::Processing if own => return continue_run(rec, rid, clock),
         Status::Ready if own => return Decision::Republish(Outcome::Ready),
-        Status::Failed if own => return Decision::Republish(Outcome::Failed),
+        // A trigger end's request id is its own MessageId.
+        Status::Failed if own && failed_by(rec, rid) => {
+            return Decision::Republish(Outcome::Failed);
+        }
         Status::Triggered if rec.trigger_id.as_deref() == Some(trigger_id) => {}
         _ => return Decision::Leave(LeaveReason::StaleTriggerEnd),
     }
@@ -609,14 +632,17 @@ pub fn retry_later(rid: &str, epoch: i64, error: &str, hold_until: i64) -> Write
     }
 }
 
-/// The run failed for good: `FAILED` with the error. The owner stays
-/// recorded so that a redelivery re-publishes the same `failed` event.
-pub fn fail(rid: &str, epoch: i64, error: &str) -> Write {
+/// The run failed for good: `FAILED` with the error. The owner and the SQS
+/// message that ran it (`message_id`) stay recorded so that a redelivery of
+/// that message re-publishes the same `failed` event instead of running
+/// again.
+pub fn fail(rid: &str, epoch: i64, error: &str, message_id: &str) -> Write {
     Write {
         conds: owner(rid, epoch),
         ops: vec![
             Op::Set(Field::Status, Status::Failed.into()),
             Op::Set(Field::Error, Val::Str(error.to_owned())),
+            Op::Set(Field::FailedMessageId, Val::Str(message_id.to_owned())),
             Op::Remove(Field::LeaseUntil),
         ],
     }

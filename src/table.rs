@@ -329,7 +329,8 @@ mod tests {
             skew: 0,
             ttl: None,
         };
-        let state::Decision::Process { write, .. } = state::decide_request(&rec, "r1", &clock)
+        let state::Decision::Process { write, .. } =
+            state::decide_request(&rec, "r1", "r1", &clock)
         else {
             panic!("expected a claim");
         };

@@ -85,7 +85,15 @@ impl Drop for RunGuard {
 
 /// What a request or trigger end carries into the loop.
 enum Subject {
-    Request { rid: String, input: Option<Json> },
+    Request {
+        rid: String,
+        /// The SQS MessageId carrying it: with its own `requestId`, a new
+        /// message (a redrive, a producer's retry) is told apart from a
+        /// redelivery of the same one.
+        message_id: String,
+        input: Option<Json>,
+    },
+    /// A trigger end's request id is its MessageId.
     TriggerEnd { trigger_id: String, rid: String },
 }
 
@@ -95,6 +103,22 @@ impl Subject {
             Subject::Request { rid, .. } | Subject::TriggerEnd { rid, .. } => rid,
         }
     }
+
+    fn message_id(&self) -> &str {
+        match self {
+            Subject::Request { message_id, .. } => message_id,
+            Subject::TriggerEnd { rid, .. } => rid,
+        }
+    }
+}
+
+/// Whose processing run: the request id that owns it, the SQS message
+/// running it, and the epoch it computes.
+#[derive(Clone, Copy)]
+struct RunOf<'a> {
+    rid: &'a str,
+    message_id: &'a str,
+    epoch: i64,
 }
 
 /// The end of a processing run.
@@ -313,7 +337,11 @@ impl Worker {
                 }
             }
             Role::Leader(mut leader) => {
-                let subject = Subject::Request { rid, input };
+                let subject = Subject::Request {
+                    rid,
+                    message_id: msg.message_id.clone(),
+                    input,
+                };
                 match self.run(key, set, subject, Some(&mut leader)).await {
                     Ok(d) => {
                         leader.finish(FlightOutcome::Answered);
@@ -367,7 +395,9 @@ impl Worker {
                 rid = owner.to_owned();
             }
             let decision = match &subject {
-                Subject::Request { .. } => state::decide_request(&rec, &rid, &clock),
+                Subject::Request { message_id, .. } => {
+                    state::decide_request(&rec, &rid, message_id, &clock)
+                }
                 Subject::TriggerEnd { trigger_id, .. } => {
                     state::decide_trigger_end(&rec, trigger_id, &rid, &clock)
                 }
@@ -394,18 +424,13 @@ impl Worker {
                         EventKind::Ready
                     };
                     let coalesced = seal(&mut leader);
-                    let value = rec.value.as_ref();
-                    self.publish(
-                        kind,
-                        key,
-                        set,
-                        rec.epoch(),
-                        Some(rid.as_str()),
-                        Some(&item),
-                        value,
-                        None,
-                        &coalesced,
-                    )
+                    self.publish(CompletionEvent {
+                        request_id: Some(&rid),
+                        item: Some(&item),
+                        value: rec.value.as_ref(),
+                        coalesced: &coalesced,
+                        ..CompletionEvent::new(kind, key, set, rec.epoch())
+                    })
                     .await?;
                     return Ok(Disposition::Delete);
                 }
@@ -415,17 +440,14 @@ impl Worker {
                         .clone()
                         .unwrap_or_else(|| "processing failed".into());
                     let coalesced = seal(&mut leader);
-                    self.publish(
-                        EventKind::Failed,
-                        key,
-                        set,
-                        rec.epoch(),
-                        Some(&rid),
-                        Some(&item),
-                        None,
-                        Some(&error),
-                        &coalesced,
-                    )
+                    self.publish(CompletionEvent {
+                        request_id: Some(&rid),
+                        item: Some(&item),
+                        error: Some(&error),
+                        coalesced: &coalesced,
+                        failed_message_id: rec.failed_message_id.as_deref(),
+                        ..CompletionEvent::new(EventKind::Failed, key, set, rec.epoch())
+                    })
                     .await?;
                     return Ok(Disposition::DeadLetter {
                         kind: "failed",
@@ -511,11 +533,17 @@ impl Worker {
                         if let Subject::TriggerEnd { rid, .. } = &subject {
                             subject = Subject::Request {
                                 rid: rid.clone(),
+                                message_id: rid.clone(),
                                 input: None,
                             };
                         }
+                        let run = RunOf {
+                            rid: &rid,
+                            message_id: subject.message_id(),
+                            epoch,
+                        };
                         match self
-                            .process(key, set, set_cfg, &rid, epoch, &claimed, input, &mut leader)
+                            .process(key, set, run, &claimed, input, &mut leader)
                             .await?
                         {
                             Step::Done(d) => return Ok(d),
@@ -535,18 +563,17 @@ impl Worker {
 
     /// The processing flow: run the processor under a lease heartbeat, then
     /// commit, retry later, or fail.
-    #[allow(clippy::too_many_arguments)]
     async fn process(
         &self,
         key: &Key,
         set: &str,
-        set_cfg: &SetConfig,
-        rid: &str,
-        epoch: i64,
+        run: RunOf<'_>,
         claimed: &Item,
         input: Option<Json>,
         leader: &mut Option<&mut Leader<FlightKey>>,
     ) -> anyhow::Result<Step> {
+        let RunOf { rid, epoch, .. } = run;
+        let set_cfg = self.cfg.sets.get(set).expect("decoded sets are configured");
         let labels = Metrics::set(set);
         let attempt = self.table.attrs.record(claimed, set).attempts().max(1);
         let processor = self
@@ -568,7 +595,7 @@ impl Worker {
                 "gave up after {} attempts (sets.{set}.max_attempts); earlier attempts ended without an outcome (worker crashes or timeouts)",
                 attempt - 1
             );
-            return self.fail(key, set, rid, epoch, &error, leader).await;
+            return self.fail(key, set, run, &error, leader).await;
         }
         self.metrics.processing_runs.get_or_create(&labels).inc();
         self.unfinished
@@ -643,9 +670,9 @@ impl Worker {
                         let error = format!(
                             "gave up after {attempt} attempts (sets.{set}.max_attempts): {e}"
                         );
-                        self.fail(key, set, rid, epoch, &error, leader).await
+                        self.fail(key, set, run, &error, leader).await
                     }
-                    ProcessError::Permanent(e) => self.fail(key, set, rid, epoch, &e, leader).await,
+                    ProcessError::Permanent(e) => self.fail(key, set, run, &e, leader).await,
                 };
             }
         };
@@ -654,7 +681,7 @@ impl Worker {
             &self.table.attrs.name(set, Field::Value),
             &output.value,
         ) {
-            return self.fail(key, set, rid, epoch, &error, leader).await;
+            return self.fail(key, set, run, &error, leader).await;
         }
         let deps_attr = format!("{}_{set}_dependsOn", self.table.attrs.prefix);
         let (extra, stale_edges) = self
@@ -675,24 +702,20 @@ impl Worker {
                     "committed READY"
                 );
                 let coalesced = seal(leader);
-                self.publish(
-                    EventKind::Ready,
-                    key,
-                    set,
-                    epoch,
-                    Some(rid),
-                    Some(&new),
-                    Some(&output.value),
-                    None,
-                    &coalesced,
-                )
+                self.publish(CompletionEvent {
+                    request_id: Some(rid),
+                    item: Some(&new),
+                    value: Some(&output.value),
+                    coalesced: &coalesced,
+                    ..CompletionEvent::new(EventKind::Ready, key, set, epoch)
+                })
                 .await?;
                 Ok(Step::Done(Disposition::Delete))
             }
             Ok(Updated::Rejected(now)) => Ok(self.rejected(set, rid, epoch, now)),
             Err(TableError::TooLarge(msg)) => {
                 let error = format!("the value does not fit the item: {msg}");
-                self.fail(key, set, rid, epoch, &error, leader).await
+                self.fail(key, set, run, &error, leader).await
             }
             Err(e) => Err(e.into()),
         }
@@ -763,27 +786,28 @@ impl Worker {
         &self,
         key: &Key,
         set: &str,
-        rid: &str,
-        epoch: i64,
+        run: RunOf<'_>,
         error: &str,
         leader: &mut Option<&mut Leader<FlightKey>>,
     ) -> anyhow::Result<Step> {
-        let write = state::fail(rid, epoch, error);
+        let RunOf {
+            rid,
+            message_id,
+            epoch,
+        } = run;
+        let write = state::fail(rid, epoch, error, message_id);
         match self.table.update(key, &[(set, &write)]).await? {
             Updated::Applied(new) => {
                 warn!(epoch, error, "processing failed; the cache is FAILED");
                 let coalesced = seal(leader);
-                self.publish(
-                    EventKind::Failed,
-                    key,
-                    set,
-                    epoch,
-                    Some(rid),
-                    Some(&new),
-                    None,
-                    Some(error),
-                    &coalesced,
-                )
+                self.publish(CompletionEvent {
+                    request_id: Some(rid),
+                    item: Some(&new),
+                    error: Some(error),
+                    coalesced: &coalesced,
+                    failed_message_id: Some(message_id),
+                    ..CompletionEvent::new(EventKind::Failed, key, set, epoch)
+                })
                 .await?;
                 Ok(Step::Done(Disposition::DeadLetter {
                     kind: "failed",
@@ -794,30 +818,8 @@ impl Worker {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn publish(
-        &self,
-        kind: EventKind,
-        key: &Key,
-        set: &str,
-        epoch: i64,
-        request_id: Option<&str>,
-        item: Option<&Item>,
-        value: Option<&Json>,
-        error: Option<&str>,
-        coalesced: &[String],
-    ) -> anyhow::Result<()> {
-        let ev = CompletionEvent {
-            kind,
-            key,
-            set,
-            epoch,
-            request_id,
-            item,
-            value,
-            error,
-            coalesced,
-        };
+    async fn publish(&self, ev: CompletionEvent<'_>) -> anyhow::Result<()> {
+        let (kind, set) = (ev.kind, ev.set);
         match self.events.publish(&ev).await {
             Ok(Some(event_id)) => {
                 self.metrics

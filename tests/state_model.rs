@@ -39,6 +39,10 @@ enum MsgState {
 
 #[derive(Clone, Debug)]
 struct Msg {
+    /// The SQS MessageId: the same across redeliveries.
+    id: String,
+    /// The request id: the MessageId, or a producer's own `requestId`
+    /// shared by a retry (a redrive, a re-send) of the same request.
     rid: String,
     kind: Kind,
     sent: usize,
@@ -52,6 +56,9 @@ enum Work {
     Deciding {
         msg: usize,
         decision: Decision,
+        /// The epoch as read: a hit or a re-published event is about it,
+        /// whatever happened since (as in worker.rs).
+        read_epoch: i64,
         abandons: usize,
     },
     Processing {
@@ -71,6 +78,9 @@ struct Event {
 #[derive(Clone, Copy, Debug)]
 enum Op {
     Request,
+    /// A new message with the request id of an earlier request (a
+    /// producer's retry or a redrive from the DLQ).
+    Retry(usize),
     Trigger,
     Start(u8),
     End(u8),
@@ -87,6 +97,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => Just(Op::Request),
+        1 => (0usize..8).prop_map(Op::Retry),
         1 => Just(Op::Trigger),
         1 => (0u8..2).prop_map(Op::Start),
         1 => (0u8..2).prop_map(Op::End),
@@ -159,8 +170,10 @@ impl World {
 
     fn send(&mut self, kind: Kind) {
         self.next_id += 1;
+        let id = format!("m{}", self.next_id);
         self.msgs.push(Msg {
-            rid: format!("m{}", self.next_id),
+            rid: id.clone(),
+            id,
             kind,
             sent: self.step,
             state: MsgState::Pending,
@@ -181,7 +194,7 @@ impl World {
     fn decide(&self, msg: usize) -> Decision {
         let m = &self.msgs[msg];
         match &m.kind {
-            Kind::Request => state::decide_request(&self.store, &m.rid, &self.clock()),
+            Kind::Request => state::decide_request(&self.store, &m.rid, &m.id, &self.clock()),
             Kind::End(t) => {
                 state::decide_trigger_end(&self.store, &format!("t{t}"), &m.rid, &self.clock())
             }
@@ -244,6 +257,7 @@ impl World {
         let Work::Deciding {
             msg,
             decision,
+            read_epoch,
             abandons,
         } = self.work[w].clone()
         else {
@@ -253,15 +267,15 @@ impl World {
         let apply = |store: &mut Record, write: &Write| store.apply(write);
         match decision {
             Decision::Hit => {
-                self.emit("hit", self.store.epoch());
+                self.emit("hit", read_epoch);
                 self.finish(w, msg, true);
             }
             Decision::Republish(Outcome::Ready) => {
-                self.emit("ready", self.store.epoch());
+                self.emit("ready", read_epoch);
                 self.finish(w, msg, true);
             }
             Decision::Republish(Outcome::Failed) => {
-                self.emit("failed", self.store.epoch());
+                self.emit("failed", read_epoch);
                 self.finish(w, msg, true);
             }
             Decision::Leave(reason) => {
@@ -321,7 +335,7 @@ impl World {
                 }
                 if self.store.attempts() > MAX_ATTEMPTS {
                     // The worker fails it before running (worker.rs).
-                    let f = state::fail(&rid, epoch, "gave up");
+                    let f = state::fail(&rid, epoch, "gave up", &self.msgs[msg].id);
                     assert!(apply(&mut self.store, &f));
                     self.emit("failed", epoch);
                     self.finish(w, msg, true);
@@ -343,6 +357,7 @@ impl World {
         self.work[w] = Work::Deciding {
             msg,
             decision,
+            read_epoch: self.store.epoch(),
             abandons,
         };
     }
@@ -369,6 +384,16 @@ impl World {
         }
         match op {
             Op::Request => self.send(Kind::Request),
+            Op::Retry(i) => {
+                let requests: Vec<usize> = (0..self.msgs.len())
+                    .filter(|&i| self.msgs[i].kind == Kind::Request)
+                    .collect();
+                if let Some(&of) = requests.get(i % requests.len().max(1)) {
+                    self.send(Kind::Request);
+                    let rid = self.msgs[of].rid.clone();
+                    self.msgs.last_mut().expect("just sent").rid = rid;
+                }
+            }
             Op::Trigger => self.send(Kind::Trigger),
             Op::Start(t) => self.send(Kind::Start(t)),
             Op::End(t) => self.send(Kind::End(t)),
@@ -413,7 +438,7 @@ impl World {
             Op::Retryable(w) => {
                 if let Work::Processing { msg, rid, epoch } = self.work[w].clone() {
                     let write = if self.store.attempts() >= MAX_ATTEMPTS {
-                        state::fail(&rid, epoch, "gave up")
+                        state::fail(&rid, epoch, "gave up", &self.msgs[msg].id)
                     } else {
                         state::retry_later(&rid, epoch, "busy", self.now + 1_000 + LEASE)
                     };
@@ -431,7 +456,8 @@ impl World {
             }
             Op::Permanent(w) => {
                 if let Work::Processing { msg, rid, epoch } = self.work[w].clone() {
-                    if self.store.apply(&state::fail(&rid, epoch, "bad")) {
+                    let fail = state::fail(&rid, epoch, "bad", &self.msgs[msg].id);
+                    if self.store.apply(&fail) {
                         self.end_run(&rid, epoch);
                         self.emit("failed", epoch);
                         self.finish(w, msg, true);
@@ -555,10 +581,10 @@ fn rec(status: Status) -> Record {
 /// Two claimants that read the same state: the first write wins, the
 /// second is rejected.
 fn exactly_one_claim_wins(r: &Record, now: i64) {
-    let Decision::Process { write: a, .. } = state::decide_request(r, "a", &clock(now)) else {
+    let Decision::Process { write: a, .. } = state::decide_request(r, "a", "a", &clock(now)) else {
         panic!("a claims")
     };
-    let Decision::Process { write: b, .. } = state::decide_request(r, "b", &clock(now)) else {
+    let Decision::Process { write: b, .. } = state::decide_request(r, "b", "b", &clock(now)) else {
         panic!("b claims")
     };
     let mut store = r.clone();
@@ -572,7 +598,10 @@ fn exactly_one_claim_wins(r: &Record, now: i64) {
 fn ready_is_a_hit() {
     let mut r = rec(Status::Ready);
     r.ready_at = Some(1_000);
-    assert_eq!(state::decide_request(&r, "x", &clock(2_000)), Decision::Hit);
+    assert_eq!(
+        state::decide_request(&r, "x", "x", &clock(2_000)),
+        Decision::Hit
+    );
 }
 
 #[test]
@@ -580,7 +609,7 @@ fn ready_past_its_ttl_is_claimed() {
     let mut r = rec(Status::Ready);
     r.ready_at = Some(1_000);
     assert!(matches!(
-        state::decide_request(&r, "x", &clock(61_000)),
+        state::decide_request(&r, "x", "x", &clock(61_000)),
         Decision::Process {
             run: Run::Claim(ClaimReason::TtlExpired),
             ..
@@ -593,7 +622,7 @@ fn ready_past_its_ttl_is_claimed() {
 fn stale_absent_and_failed_are_claimed_by_exactly_one() {
     for r in [rec(Status::Stale), Record::default(), rec(Status::Failed)] {
         assert!(matches!(
-            state::decide_request(&r, "x", &clock(0)),
+            state::decide_request(&r, "x", "x", &clock(0)),
             Decision::Process { .. }
         ));
         exactly_one_claim_wins(&r, 0);
@@ -606,7 +635,8 @@ fn a_redelivery_of_the_owner_continues_its_run() {
     r.request_id = Some("x".into());
     r.lease_until = Some(10_000);
     r.attempts = Some(1);
-    let Decision::Process { write, epoch, run } = state::decide_request(&r, "x", &clock(5_000))
+    let Decision::Process { write, epoch, run } =
+        state::decide_request(&r, "x", "x", &clock(5_000))
     else {
         panic!()
     };
@@ -622,11 +652,11 @@ fn a_live_owner_is_left_alone_and_an_expired_one_taken_over_after_the_skew() {
     r.request_id = Some("owner".into());
     r.lease_until = Some(10_000);
     assert_eq!(
-        state::decide_request(&r, "x", &clock(10_000 + SKEW)),
+        state::decide_request(&r, "x", "x", &clock(10_000 + SKEW)),
         Decision::Leave(LeaveReason::OwnedElsewhere)
     );
     assert!(matches!(
-        state::decide_request(&r, "x", &clock(10_001 + SKEW)),
+        state::decide_request(&r, "x", "x", &clock(10_001 + SKEW)),
         Decision::Process {
             run: Run::Claim(ClaimReason::LeaseExpired),
             ..
@@ -640,18 +670,18 @@ fn a_request_during_a_flow_parks_once() {
     let mut r = rec(Status::Triggered);
     r.trigger_id = Some("f".into());
     r.trigger_deadline = Some(50_000);
-    let Decision::Park { write } = state::decide_request(&r, "x", &clock(0)) else {
+    let Decision::Park { write } = state::decide_request(&r, "x", "x", &clock(0)) else {
         panic!()
     };
     let mut s = r.clone();
     assert!(s.apply(&write));
     assert_eq!(s.awaiting.as_deref(), Some("x"));
     assert_eq!(
-        state::decide_request(&s, "y", &clock(0)),
+        state::decide_request(&s, "y", "y", &clock(0)),
         Decision::Leave(LeaveReason::AlreadyParked)
     );
     // A second parker that read the unparked state loses.
-    let Decision::Park { write: w2 } = state::decide_request(&r, "y", &clock(0)) else {
+    let Decision::Park { write: w2 } = state::decide_request(&r, "y", "y", &clock(0)) else {
         panic!()
     };
     assert!(!s.apply(&w2));
@@ -663,7 +693,7 @@ fn a_flow_past_its_deadline_is_claimed() {
     r.trigger_id = Some("f".into());
     r.trigger_deadline = Some(50_000);
     assert!(matches!(
-        state::decide_request(&r, "x", &clock(50_001 + SKEW)),
+        state::decide_request(&r, "x", "x", &clock(50_001 + SKEW)),
         Decision::Process {
             run: Run::Claim(ClaimReason::TriggerDeadlinePassed),
             ..
@@ -676,20 +706,57 @@ fn ready_or_failed_with_the_own_request_id_republishes() {
     let mut r = rec(Status::Ready);
     r.request_id = Some("x".into());
     assert_eq!(
-        state::decide_request(&r, "x", &clock(0)),
+        state::decide_request(&r, "x", "x", &clock(0)),
         Decision::Republish(Outcome::Ready)
     );
     r.status = Some(Status::Failed);
+    r.failed_message_id = Some("x".into());
     assert_eq!(
-        state::decide_request(&r, "x", &clock(0)),
+        state::decide_request(&r, "x", "x", &clock(0)),
         Decision::Republish(Outcome::Failed)
     );
+}
+
+/// DESIGN §4: `FAILED` → claim. Only a redelivery of the very message
+/// whose run recorded the failure re-publishes it; a new message with the
+/// same `requestId` (a redrive, a producer's retry) runs again.
+#[test]
+fn failed_is_retried_by_a_new_message_with_the_same_request_id() {
+    let mut r = Record::default();
+    let Decision::Process { write, epoch, .. } =
+        state::decide_request(&r, "own-rid", "msg-1", &clock(0))
+    else {
+        panic!("the first message claims")
+    };
+    assert!(r.apply(&write));
+    assert!(r.apply(&state::fail("own-rid", epoch, "bad input", "msg-1")));
+    assert_eq!(r.status(), Status::Failed);
+    // The worker died before dead-lettering msg-1: its redelivery is
+    // dead-lettered again with the same failed event, without a run.
+    assert_eq!(
+        state::decide_request(&r, "own-rid", "msg-1", &clock(1)),
+        Decision::Republish(Outcome::Failed)
+    );
+    // The redriven copy is a new SQS message with the same request id.
+    let Decision::Process { write, run, .. } =
+        state::decide_request(&r, "own-rid", "msg-2", &clock(2))
+    else {
+        panic!("a new message with the same request id claims")
+    };
+    assert_eq!(run, Run::Claim(ClaimReason::Failed));
+    assert!(r.apply(&write));
+    assert_eq!(r.status(), Status::Processing);
+    assert_eq!(r.attempts(), 1, "a new attempt starts counting afresh");
+    assert_eq!(r.failed_message_id, None);
+    assert!(r.apply(&state::commit("own-rid", epoch, json!({"epoch": epoch}), 3)));
+    assert_eq!(r.status(), Status::Ready);
 }
 
 #[test]
 fn a_trigger_during_processing_makes_the_commit_fail_and_the_request_rehandle() {
     let mut s = rec(Status::Stale);
-    let Decision::Process { write, epoch, .. } = state::decide_request(&s.clone(), "x", &clock(0))
+    let Decision::Process { write, epoch, .. } =
+        state::decide_request(&s.clone(), "x", "x", &clock(0))
     else {
         panic!()
     };
@@ -707,14 +774,14 @@ fn a_trigger_during_processing_makes_the_commit_fail_and_the_request_rehandle() 
 fn a_takeover_makes_the_old_owners_commit_fail_quietly() {
     let mut s = rec(Status::Stale);
     let Decision::Process { write, epoch, .. } =
-        state::decide_request(&s.clone(), "old", &clock(0))
+        state::decide_request(&s.clone(), "old", "old", &clock(0))
     else {
         panic!()
     };
     assert!(s.apply(&write));
     let later = LEASE + SKEW + 1;
     let Decision::Process { write: take, .. } =
-        state::decide_request(&s.clone(), "new", &clock(later))
+        state::decide_request(&s.clone(), "new", "new", &clock(later))
     else {
         panic!()
     };

@@ -322,7 +322,7 @@ async fn a_hundred_concurrent_requests_in_one_process_share_one_claim_and_one_ru
 /// request came).
 async fn owner_redelivered_behind_another_request(status: &str) {
     use triggered_cache::config::EventKind;
-    use triggered_cache::events::event_id;
+    use triggered_cache::events::{CompletionEvent, event_id};
     use triggered_cache::item::to_av;
     let env = Env::new("owner-follower").await;
     let mut bodies = Vec::new();
@@ -365,13 +365,12 @@ async fn owner_redelivered_behind_another_request(status: &str) {
     let w = Running::start(env.config(&["summary"]), vec![("summary", p(&rec))]);
     let want: Vec<String> = (0..10)
         .map(|i| {
-            event_id(
-                EventKind::Ready,
-                &Env::key(&format!("order#{i}")),
-                "summary",
-                7,
-                Some(&format!("owner-{i}")),
-            )
+            let key = Env::key(&format!("order#{i}"));
+            let owner = format!("owner-{i}");
+            event_id(&CompletionEvent {
+                request_id: Some(&owner),
+                ..CompletionEvent::new(EventKind::Ready, &key, "summary", 7)
+            })
         })
         .collect();
     env.wait_events("every owner's ready event, with its own eventId", T, |e| {

@@ -7,6 +7,7 @@ use tracing::{debug, info, warn};
 
 use super::{Disposition, Worker, error_backoff};
 use crate::config::EventKind;
+use crate::events::CompletionEvent;
 use crate::item::{Item, Key, to_av};
 use crate::message::{Command, SetSelector};
 use crate::metrics::Metrics;
@@ -162,17 +163,10 @@ impl Worker {
                             status = rec.status().as_str(),
                             "cache reset by trigger"
                         );
-                        self.publish(
-                            EventKind::Reset,
-                            key,
-                            set,
-                            rec.epoch(),
-                            None,
-                            Some(&new),
-                            None,
-                            None,
-                            &[],
-                        )
+                        self.publish(CompletionEvent {
+                            item: Some(&new),
+                            ..CompletionEvent::new(EventKind::Reset, key, set, rec.epoch())
+                        })
                         .await?;
                     }
                     return Ok(Disposition::Delete);
@@ -213,17 +207,10 @@ impl Worker {
                     epoch = rec.epoch(),
                     "trigger flow started; reprocessing held until it ends"
                 );
-                self.publish(
-                    EventKind::Reset,
-                    key,
-                    set,
-                    rec.epoch(),
-                    None,
-                    Some(&new),
-                    None,
-                    None,
-                    &[],
-                )
+                self.publish(CompletionEvent {
+                    item: Some(&new),
+                    ..CompletionEvent::new(EventKind::Reset, key, set, rec.epoch())
+                })
                 .await?;
                 Ok(Disposition::Delete)
             }
