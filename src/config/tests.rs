@@ -1,5 +1,6 @@
 use super::*;
 use std::io::Write;
+use std::time::Duration;
 
 const MINIMAL: &str = r#"
 [sqs]
