@@ -168,6 +168,12 @@ tabel = \"x\"",
             vec![],
             vec!["line"],
         ),
+        (
+            "list from the environment with a bad item",
+            VALID.to_string(),
+            vec![("TRIGGERED_CACHE__SNS__EVENTS", "ready,sent")],
+            vec!["config key sns.events", "sent"],
+        ),
     ];
     for (what, text, env, want) in cases {
         let path = write_config(&dir, &text);
@@ -219,6 +225,8 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
         .arg("config")
         .arg("check")
         .env("TRIGGERED_CACHE__WORKER__CONCURRENCY", "7")
+        .env("TRIGGERED_CACHE__SNS__EVENTS", "ready, failed")
+        .env("TRIGGERED_CACHE__SNS__RECORD_ATTRIBUTES", "")
         .output()
         .unwrap();
     assert!(
@@ -228,6 +236,17 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("concurrency = 7"), "{text}");
+    let effective: toml::Table = text.parse().unwrap();
+    assert_eq!(
+        effective["sns"]["events"],
+        toml::Value::from(vec!["ready", "failed"]),
+        "a comma-separated list from the environment: {text}"
+    );
+    assert_eq!(
+        effective["sns"]["record_attributes"],
+        toml::Value::Array(vec![]),
+        "an empty string is an empty list: {text}"
+    );
     assert!(text.contains("<redacted>"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }

@@ -3,16 +3,19 @@
 //! Every key can be set in the file or by an environment variable named
 //! `TRIGGERED_CACHE__{SECTION}__{KEY}` (double underscores, because keys
 //! themselves contain single ones), e.g. `TRIGGERED_CACHE__SQS__QUEUE_URL`
-//! overrides `[sqs].queue_url`. Unknown keys are errors, durations read like
-//! `"30s"` or `"1m 30s"`, and [`Config::validate`] names every key that is
-//! missing or out of range together with how to set it. The binary exits 2
-//! on any of these errors.
+//! overrides `[sqs].queue_url`; list keys read a comma-separated string
+//! there ([`list`]). Unknown keys are errors, durations read like `"30s"`
+//! or `"1m 30s"`, and [`Config::validate`] names every key that is missing
+//! or out of range together with how to set it. The binary exits 2 on any
+//! of these errors.
 //!
 //! Files: `sections.rs` (AWS, queues, table, topic, worker, HTTP, logs,
-//! traces), `sets.rs` (cache sets and their processors), `validate.rs`
-//! (what serde cannot check), `error.rs` (errors that name the key).
+//! traces), `sets.rs` (cache sets and their processors), `list.rs` (list
+//! keys), `validate.rs` (what serde cannot check), `error.rs` (errors that
+//! name the key).
 
 mod error;
+pub mod list;
 mod sections;
 mod sets;
 mod validate;
@@ -101,12 +104,13 @@ impl Config {
             .into_iter()
             .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
             .collect();
+        // Every value from the environment stays a string (no
+        // `try_parsing`): numbers and durations parse from strings on
+        // demand, list keys split them (`list`), and an id that looks like
+        // a number stays the string it is.
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("sns.events")
-                .with_list_parse_key("sns.record_attributes")
                 .source(Some(env)),
         );
         let raw = builder.build().map_err(error::from_config_error)?;

@@ -121,12 +121,17 @@ pub struct SnsConfig {
     /// `MessageDeduplicationId` = eventId.
     #[serde(default)]
     pub topic_arn: String,
-    /// Which events are published.
-    #[serde(default = "default_events")]
+    /// Which events are published (a list: from the environment,
+    /// comma-separated).
+    #[serde(
+        default = "default_events",
+        deserialize_with = "super::list::deserialize"
+    )]
     pub events: Vec<EventKind>,
     /// Which attributes of the item an event's `record` carries; unset = the
-    /// whole item except the cached values (which travel as `value`).
-    #[serde(default)]
+    /// whole item except the cached values (which travel as `value`). A
+    /// list: from the environment, comma-separated.
+    #[serde(default, deserialize_with = "super::list::optional")]
     pub record_attributes: Option<Vec<String>>,
 }
 

@@ -15,7 +15,9 @@ pub enum ProcessorConfig {
     /// permanent.
     Command {
         program: PathBuf,
-        #[serde(default)]
+        /// A list: from the environment, comma-separated (an argument that
+        /// contains a comma needs the TOML file).
+        #[serde(default, deserialize_with = "super::list::deserialize")]
         args: Vec<String>,
         /// Extra environment variables for the program.
         #[serde(default)]

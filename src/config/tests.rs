@@ -1,5 +1,6 @@
 use super::*;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 const MINIMAL: &str = r#"
@@ -153,4 +154,79 @@ fn stream_rules_are_checked() {
     let e = error(&text, &[]);
     assert!(e.contains("config key streams[0]"), "{e}");
     assert!(e.contains("streams[0].sets"), "{e}");
+}
+
+/// MINIMAL with a command processor running `program`, with PATH = `path`
+/// in its environment if given.
+fn command_set(program: &str, path: Option<&Path>) -> String {
+    let env = path.map_or_else(String::new, |p| {
+        format!(", env = {{ PATH = {:?} }}", p.display().to_string())
+    });
+    MINIMAL.replace(
+        "processor = { kind = \"http\", url = \"http://p/x\" }",
+        &format!("processor = {{ kind = \"command\", program = {program:?}{env} }}"),
+    )
+}
+
+#[test]
+fn every_kind_of_key_is_set_through_the_environment() {
+    let text = command_set("sh", None);
+    let cfg = load(
+        &text,
+        &[
+            // scalars: a string that looks like a number stays a string
+            ("TRIGGERED_CACHE__DYNAMODB__TABLE", "000123456789"),
+            ("TRIGGERED_CACHE__WORKER__CONCURRENCY", "7"),
+            ("TRIGGERED_CACHE__LOG__FORMAT", "json"),
+            ("TRIGGERED_CACHE__DYNAMODB__SORT_KEY", "sk"),
+            // durations, one of them optional
+            ("TRIGGERED_CACHE__WORKER__LEASE_DURATION", "2m"),
+            ("TRIGGERED_CACHE__SETS__SUMMARY__TTL", "1h 30m"),
+            // lists, one of them optional
+            ("TRIGGERED_CACHE__SNS__EVENTS", "ready, failed"),
+            ("TRIGGERED_CACHE__SNS__RECORD_ATTRIBUTES", "pk,status,12"),
+            // table entries of a set
+            (
+                "TRIGGERED_CACHE__SETS__SUMMARY__PROCESSOR__ARGS",
+                "-c, exit 0",
+            ),
+            // (environment names are lower-cased: the key is `mode`)
+            (
+                "TRIGGERED_CACHE__SETS__SUMMARY__PROCESSOR__ENV__MODE",
+                "fast",
+            ),
+            ("TRIGGERED_CACHE__SETS__SUMMARY__MAX_ATTEMPTS", "5"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(cfg.dynamodb.table, "000123456789");
+    assert_eq!(cfg.worker.concurrency, 7);
+    assert_eq!(cfg.log.format, LogFormat::Json);
+    assert_eq!(cfg.dynamodb.sort_key.as_deref(), Some("sk"));
+    assert_eq!(cfg.worker.lease_duration, Duration::from_secs(120));
+    let set = &cfg.sets["summary"];
+    assert_eq!(set.ttl, Some(Duration::from_secs(5400)));
+    assert_eq!(set.max_attempts, 5);
+    assert_eq!(cfg.sns.events, vec![EventKind::Ready, EventKind::Failed]);
+    assert_eq!(
+        cfg.sns.record_attributes,
+        Some(vec!["pk".into(), "status".into(), "12".into()])
+    );
+    match &set.processor {
+        ProcessorConfig::Command { program, args, env } => {
+            assert_eq!(program, &PathBuf::from("sh"));
+            assert_eq!(args, &["-c", "exit 0"]);
+            assert_eq!(env.get("mode").map(String::as_str), Some("fast"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_empty_list_from_the_environment_is_empty_and_a_bad_item_names_the_key() {
+    let cfg = load(MINIMAL, &[("TRIGGERED_CACHE__SNS__EVENTS", "")]).unwrap();
+    assert!(cfg.sns.events.is_empty());
+    let e = error(MINIMAL, &[("TRIGGERED_CACHE__SNS__EVENTS", "ready,sent")]);
+    assert!(e.contains("config key sns.events"), "{e}");
+    assert!(e.contains("sent") && e.contains("failed"), "{e}");
 }
