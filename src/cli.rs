@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value as Json, json};
 
 use crate::admin;
-use crate::config::{Config, ConfigError, ConfigIssue, ProcessorConfig};
+use crate::config::{Config, ConfigError, ProcessorConfig};
 
 /// triggered-cache keeps event-invalidated caches in DynamoDB items and
 /// recomputes each exactly once, fed by SQS and announced on SNS.
@@ -263,12 +263,7 @@ async fn dispatch(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
 }
 
 fn issue(key: &str, problem: &str) -> ConfigError {
-    ConfigError {
-        issues: vec![ConfigIssue {
-            key: key.into(),
-            problem: problem.into(),
-        }],
-    }
+    ConfigError::one(key, problem)
 }
 
 fn config_failure(e: &ConfigError) -> ExitCode {

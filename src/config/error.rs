@@ -1,28 +1,49 @@
-//! Configuration errors: each names the key and how to set it.
+//! Configuration errors: each names the key (or the place in the file) and
+//! how to fix it.
 
 use std::fmt;
+use std::path::Path;
 
 use super::ENV_PREFIX;
 
 /// A configuration problem, naming the key and how to set it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigIssue {
-    /// The dotted key, e.g. `sqs.queue_url`.
-    pub key: String,
+    /// The dotted key, e.g. `sqs.queue_url`; `None` when the problem is the
+    /// configuration file itself (missing, unreadable, not TOML), in which
+    /// case `problem` says where and what.
+    pub key: Option<String>,
     pub problem: String,
+}
+
+impl ConfigIssue {
+    /// A problem with the value of `key`.
+    pub fn key(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigIssue {
+            key: Some(key.into()),
+            problem: problem.into(),
+        }
+    }
+
+    /// A problem with the configuration file as a whole.
+    pub fn file(problem: impl Into<String>) -> Self {
+        ConfigIssue {
+            key: None,
+            problem: problem.into(),
+        }
+    }
 }
 
 impl fmt::Display for ConfigIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.problem.starts_with(UNKNOWN_KEY) {
-            let (key, problem) = (&self.key, &self.problem);
-            write!(
+        let problem = &self.problem;
+        match &self.key {
+            None => f.write_str(problem),
+            Some(key) if problem.starts_with(UNKNOWN_KEY) => write!(
                 f,
                 "config key {key} {problem} (remove it or fix its spelling)"
-            )
-        } else {
-            let (key, problem) = (&self.key, &self.problem);
-            write!(f, "config key {key} {problem} ({})", how_to_set(key))
+            ),
+            Some(key) => write!(f, "config key {key} {problem} ({})", how_to_set(key)),
         }
     }
 }
@@ -61,14 +82,43 @@ impl fmt::Display for ConfigError {
 }
 
 impl ConfigError {
-    pub(super) fn one(key: impl Into<String>, problem: impl Into<String>) -> Self {
+    /// One problem with the value of `key`.
+    pub fn one(key: impl Into<String>, problem: impl Into<String>) -> Self {
         ConfigError {
-            issues: vec![ConfigIssue {
-                key: key.into(),
-                problem: problem.into(),
-            }],
+            issues: vec![ConfigIssue::key(key, problem)],
         }
     }
+
+    /// One problem with the configuration file as a whole.
+    pub fn file(problem: impl Into<String>) -> Self {
+        ConfigError {
+            issues: vec![ConfigIssue::file(problem)],
+        }
+    }
+
+    /// A TOML syntax error: the file, line and column from the parser's
+    /// span, then its message.
+    pub(super) fn syntax(path: &Path, text: &str, err: &toml::de::Error) -> Self {
+        let place = match err.span() {
+            Some(span) => {
+                let (line, column) = line_column(text, span.start);
+                format!("{}:{line}:{column}", path.display())
+            }
+            None => path.display().to_string(),
+        };
+        ConfigError::file(format!(
+            "{place}: the configuration file is not valid TOML: {} (fix the syntax there)",
+            err.message().trim_end()
+        ))
+    }
+}
+
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
 }
 
 pub(super) fn from_config_error(err: config::ConfigError) -> ConfigError {
@@ -99,17 +149,18 @@ pub(super) fn from_config_error(err: config::ConfigError) -> ConfigError {
             key,
             format!("has the wrong type: found {unexpected}, expected {expected}"),
         ),
-        E::FileParse { uri, cause } => ConfigError::one(
-            "file",
-            format!("{} is not valid TOML: {cause}", uri.unwrap_or_default()),
-        ),
+        E::FileParse { uri, cause } => ConfigError::file(format!(
+            "{}: the configuration file is not valid TOML: {cause}",
+            uri.unwrap_or_default()
+        )),
         E::Message(msg) => message_issue(&msg),
-        other => ConfigError::one("file", other.to_string()),
+        other => ConfigError::file(format!("the configuration cannot be read: {other}")),
     }
 }
 
 /// Splits serde's "unknown field `x`, expected one of `a`, `b`" into the
-/// field and "; expected one of ...".
+/// field and "; expected one of ...". (serde reports an unknown field only
+/// as this text.)
 fn unknown_field(msg: &str) -> Option<(String, String)> {
     let rest = msg.strip_prefix("unknown field `")?;
     let (field, tail) = rest.split_once('`')?;
@@ -139,5 +190,20 @@ fn message_issue(msg: &str) -> ConfigError {
         let field = rest.split('`').next().unwrap_or(rest);
         return ConfigError::one(field, "is missing");
     }
-    ConfigError::one("file", msg.to_owned())
+    ConfigError::file(format!("the configuration is invalid: {msg}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_column;
+
+    #[test]
+    fn line_and_column_count_from_one_in_characters() {
+        let text = "a = 1\nbé = \"x\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 6), (2, 1));
+        let quote = text.find('"').unwrap();
+        assert_eq!(line_column(text, quote), (2, 6));
+        assert_eq!(line_column(text, text.len() + 10), (3, 1));
+    }
 }

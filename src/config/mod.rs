@@ -12,7 +12,7 @@
 //! Files: `sections.rs` (AWS, queues, table, topic, worker, HTTP, logs,
 //! traces), `sets.rs` (cache sets and their processors), `list.rs` (list
 //! keys), `validate.rs` (what serde cannot check), `error.rs` (errors that
-//! name the key).
+//! name the key or the place in the file).
 
 mod error;
 pub mod list;
@@ -85,20 +85,8 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut builder = config::Config::builder();
         if let Some(path) = path {
-            if !path.exists() {
-                return Err(ConfigError::one(
-                    "file",
-                    format!(
-                        "names {}, which does not exist (pass --config PATH or set TRIGGERED_CACHE_CONFIG)",
-                        path.display()
-                    ),
-                ));
-            }
-            builder = builder.add_source(
-                config::File::from(path)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
+            let text = read_file(path)?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
         }
         let env: config::Map<String, String> = env
             .into_iter()
@@ -130,6 +118,26 @@ impl Config {
     pub fn fifo_topic(&self) -> bool {
         self.sns.topic_arn.ends_with(".fifo")
     }
+}
+
+/// The text of the configuration file, checked to be TOML so that a syntax
+/// error names the file, line and column.
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::NotFound {
+            "does not exist".to_owned()
+        } else {
+            format!("cannot be read: {e}")
+        };
+        ConfigError::file(format!(
+            "the configuration file {} {why} (pass --config PATH or set TRIGGERED_CACHE_CONFIG)",
+            path.display()
+        ))
+    })?;
+    if let Err(e) = text.parse::<toml::Table>() {
+        return Err(ConfigError::syntax(path, &text, &e));
+    }
+    Ok(text)
 }
 
 /// Set names become part of attribute names and SNS message attributes.

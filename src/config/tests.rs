@@ -169,6 +169,20 @@ fn command_set(program: &str, path: Option<&Path>) -> String {
 }
 
 #[test]
+fn a_toml_syntax_error_names_the_file_line_and_column() {
+    let text = MINIMAL.replace("table = \"t\"", "table = \"t");
+    let f = file(&text);
+    let e = Config::load_from(Some(f.path()), std::iter::empty())
+        .unwrap_err()
+        .to_string();
+    let line = text.lines().position(|l| l == "table = \"t").unwrap() + 1;
+    let place = format!("{}:{line}:", f.path().display());
+    assert!(e.starts_with(&place), "{place}: {e}");
+    assert!(e.contains("not valid TOML"), "{e}");
+    assert!(!e.contains("config key"), "it is not about a key: {e}");
+}
+
+#[test]
 fn every_kind_of_key_is_set_through_the_environment() {
     let text = command_set("sh", None);
     let cfg = load(

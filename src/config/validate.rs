@@ -10,12 +10,7 @@ impl Config {
     /// relations between timings.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut issues = Vec::new();
-        let mut bad = |key: &str, problem: String| {
-            issues.push(ConfigIssue {
-                key: key.to_owned(),
-                problem,
-            })
-        };
+        let mut bad = |key: &str, problem: String| issues.push(ConfigIssue::key(key, problem));
         for (key, value) in [
             ("sqs.queue_url", &self.sqs.queue_url),
             ("sqs.dlq_url", &self.sqs.dlq_url),
@@ -200,19 +195,16 @@ impl Config {
         }
         if let Err(errors) = crate::streams::Rules::new(&self.streams, &self.key_names()) {
             for (i, e) in errors {
-                issues.push(ConfigIssue {
-                    key: format!("streams[{i}]"),
-                    problem: e,
-                });
+                issues.push(ConfigIssue::key(format!("streams[{i}]"), e));
             }
         }
         for (i, rule) in self.streams.iter().enumerate() {
             for set in &rule.sets {
                 if set != "*" && !self.sets.contains_key(set) {
-                    issues.push(ConfigIssue {
-                        key: format!("streams[{i}].sets"),
-                        problem: format!("names set {set}, which is not configured"),
-                    });
+                    issues.push(ConfigIssue::key(
+                        format!("streams[{i}].sets"),
+                        format!("names set {set}, which is not configured"),
+                    ));
                 }
             }
         }
