@@ -222,8 +222,10 @@ async fn dispatch(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
     }
     match cmd {
         Cmd::Run => {
-            let worker = crate::daemon::worker(Arc::new(cfg), &sdk)
-                .map_err(|e| issue("sets", &format!("cannot be set up: {e:#}")))?;
+            // The configuration, processors included, was validated by
+            // `Config::load`, as for `config check`: what fails here is not
+            // the configuration's fault.
+            let worker = crate::daemon::worker(Arc::new(cfg), &sdk)?;
             crate::daemon::run(Arc::new(worker)).await
         }
         Cmd::Send { message } => {

@@ -1,6 +1,6 @@
-//! The real binary end to end: the daemon with the example `command`
-//! processor, stopped by SIGTERM. (Configuration errors and `config check`:
-//! tests/configuration.rs.)
+//! The real binary end to end: the daemon with a `command` processor,
+//! stopped by SIGTERM, and a processor program that stops being runnable.
+//! (Configuration errors and `config check`: tests/configuration.rs.)
 
 mod common;
 
@@ -119,5 +119,52 @@ async fn the_daemon_answers_requests_with_the_command_processor_and_exits_0_on_s
     assert!(
         !logs.contains("\"test\""),
         "credentials never appear in logs"
+    );
+}
+
+/// A processor program that stops being executable after the daemon started
+/// (a redeploy gone wrong, `chmod -x`) fails its request at once: one
+/// attempt, `FAILED`, a `failed` event and the request in the DLQ, not
+/// `max_attempts` retries of `Permission denied`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_cannot_be_started_fails_the_request_after_one_attempt() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("spawn").await;
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("processor.sh");
+    std::fs::write(&program, "#!/bin/sh\necho '{\"value\": 1}'\n").unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = common::bin(&env);
+    cmd.env(
+        "TRIGGERED_CACHE__SETS__SUMMARY__PROCESSOR__PROGRAM",
+        &program,
+    )
+    .env("TRIGGERED_CACHE__SETS__SUMMARY__MAX_ATTEMPTS", "3")
+    .env("TRIGGERED_CACHE__SETS__SUMMARY__BACKOFF_BASE", "100ms");
+    let daemon = common::Daemon::spawn(cmd);
+
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.send(&Env::request("order#1", "summary")).await;
+
+    let evs = env
+        .wait_events("a failed event", Duration::from_secs(60), |e| {
+            e.iter().any(|e| e["event"] == "failed")
+        })
+        .await;
+    let failed = evs.iter().find(|e| e["event"] == "failed").unwrap();
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("Permission denied") && !error.contains("gave up after"),
+        "{error}"
+    );
+    let dead = env.wait_dlq(1, Duration::from_secs(30)).await;
+    assert!(dead[0].1["error"].contains("Permission denied"), "{dead:?}");
+    let record = env.record("order#1", "summary").await;
+    assert_eq!(record.status().as_str(), "FAILED");
+    assert_eq!(record.attempts(), 1, "{}", daemon.log_text());
+    assert!(
+        !daemon.log_text().contains("retrying later"),
+        "{}",
+        daemon.log_text()
     );
 }

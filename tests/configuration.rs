@@ -1,8 +1,9 @@
 //! The real binary's configuration: every kind of bad configuration exits
-//! 2 naming the key; `config check` prints the effective configuration.
-//! No AWS here.
+//! 2 naming the key, from `config check` and `run` alike (one validation
+//! path); `config check` prints the effective configuration. No AWS here.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_triggered-cache"));
@@ -84,11 +85,28 @@ fn a_bad_configuration_exits_2_and_names_the_key() {
     assert!(err.contains("concurrency"), "{err}");
 }
 
-/// Every kind of bad configuration: exit 2, and the message names the key
-/// (and for a TOML syntax error, where it is).
+/// Every kind of bad configuration: exit 2 from `config check` and from
+/// `run` alike (one validation path), and the message names the key (and
+/// for a TOML syntax error, where it is).
 #[test]
 fn bad_configurations_exit_2_and_name_the_key() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
+    let not_executable = dir.path().join("processor.sh");
+    std::fs::write(&not_executable, "#!/bin/sh\necho '{\"value\": 1}'\n").unwrap();
+    std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let command = |program: &std::path::Path| {
+        let processor = VALID.lines().find(|l| l.starts_with("processor")).unwrap();
+        VALID.replace(
+            processor,
+            &format!(
+                "processor = {{ kind = \"command\", program = {:?} }}",
+                program.display().to_string()
+            ),
+        )
+    };
+    let program_key = "config key sets.summary.processor.program is";
+    let program_env = "TRIGGERED_CACHE__SETS__SUMMARY__PROCESSOR__PROGRAM";
     let syntax_error_at = format!("{}:6:", dir.path().join("config.toml").display());
     // (what, config text, environment, what the error must mention)
     type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<&'a str>);
@@ -170,6 +188,24 @@ tabel = \"x\"",
             vec![&syntax_error_at, "not valid TOML"],
         ),
         (
+            "command processor whose program does not exist",
+            command(&dir.path().join("missing.sh")),
+            vec![],
+            vec![program_key, "was not found", program_env],
+        ),
+        (
+            "command processor whose program is not executable",
+            command(&not_executable),
+            vec![],
+            vec![program_key, "chmod +x", program_env],
+        ),
+        (
+            "command processor whose program is a directory",
+            command(dir.path()),
+            vec![],
+            vec![program_key, "is a directory", program_env],
+        ),
+        (
             "list from the environment with a bad item",
             VALID.to_string(),
             vec![("TRIGGERED_CACHE__SNS__EVENTS", "ready,sent")],
@@ -178,29 +214,63 @@ tabel = \"x\"",
     ];
     for (what, text, env, want) in cases {
         let path = write_config(&dir, &text);
-        let mut cmd = bin();
-        cmd.arg("--config").arg(&path).arg("config").arg("check");
-        for (k, v) in &env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{what}: exit code; stderr: {err}"
-        );
-        for w in want {
+        let mut check = bin();
+        check.arg("--config").arg(&path).arg("config").arg("check");
+        let mut run = bin();
+        run.arg("--config").arg(&path).arg("run");
+        let mut errors = Vec::new();
+        for cmd in [&mut check, &mut run] {
+            cmd.envs(env.iter().copied())
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ACCESS_KEY_ID", "test")
+                .env("AWS_SECRET_ACCESS_KEY", "test");
+            let (code, err) = exit_within(cmd, Duration::from_secs(30));
+            assert_eq!(code, Some(2), "{what}: exit code of {cmd:?}; stderr: {err}");
+            for w in &want {
+                assert!(
+                    err.contains(w),
+                    "{what}: the error does not mention {w:?}: {err}"
+                );
+            }
             assert!(
-                err.contains(w),
-                "{what}: the error does not mention {w:?}: {err}"
+                !err.contains("panicked"),
+                "{what}: a clear error, not a panic: {err}"
             );
+            errors.push(err);
         }
-        assert!(
-            !err.contains("panicked"),
-            "{what}: a clear error, not a panic: {err}"
+        assert_eq!(
+            errors[0], errors[1],
+            "{what}: `run` says what `config check` says"
         );
     }
+}
+
+/// Runs `cmd` to its end, killing it past `deadline`; its exit code and
+/// stderr.
+fn exit_within(cmd: &mut Command, deadline: Duration) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + deadline;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{cmd:?} did not exit within {deadline:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]

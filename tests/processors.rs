@@ -92,6 +92,32 @@ async fn command_gets_its_configured_environment() {
     assert_eq!(out.value, json!("s3cret"));
 }
 
+/// A program that stops being runnable after the start (removed, `chmod
+/// -x`) fails every run the same way: permanent, not retried.
+#[tokio::test]
+async fn a_program_that_cannot_be_started_is_a_permanent_failure() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("processor.sh");
+    std::fs::write(&program, "#!/bin/sh\necho '{\"value\": 1}'\n").unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = CommandProcessor::new(program.clone(), vec![], BTreeMap::new()).unwrap();
+
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = p.process(&job(json!(null))).await.unwrap_err();
+    assert!(
+        matches!(&err, ProcessError::Permanent(m) if m.contains("Permission denied") && m.contains("processor.sh")),
+        "{err:?}"
+    );
+
+    std::fs::remove_file(&program).unwrap();
+    let err = p.process(&job(json!(null))).await.unwrap_err();
+    assert!(
+        matches!(&err, ProcessError::Permanent(m) if m.contains("No such file")),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_missing_program_is_refused_at_start() {
     let err = CommandProcessor::new("/nonexistent/processor".into(), vec![], BTreeMap::new())

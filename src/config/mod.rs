@@ -5,9 +5,10 @@
 //! themselves contain single ones), e.g. `TRIGGERED_CACHE__SQS__QUEUE_URL`
 //! overrides `[sqs].queue_url`; list keys read a comma-separated string
 //! there ([`list`]). Unknown keys are errors, durations read like `"30s"`
-//! or `"1m 30s"`, and [`Config::validate`] names every key that is missing
-//! or out of range together with how to set it. The binary exits 2 on any
-//! of these errors.
+//! or `"1m 30s"`, and [`Config::validate`] names every key that is missing,
+//! out of range or (for a `command` processor) names a program that cannot
+//! run, together with how to set it. `config check` and `run` load through
+//! the same [`Config::load`]; the binary exits 2 on any of these errors.
 //!
 //! Files: `sections.rs` (AWS, queues, table, topic, worker, HTTP, logs,
 //! traces), `sets.rs` (cache sets and their processors), `list.rs` (list

@@ -14,6 +14,7 @@ pub enum ProcessorConfig {
     /// answer as JSON on stdout. Exit 0 = success, 75 = retryable, other =
     /// permanent.
     Command {
+        /// A path, or a name looked up in PATH; checked at start.
         program: PathBuf,
         /// A list: from the environment, comma-separated (an argument that
         /// contains a comma needs the TOML file).

@@ -244,3 +244,54 @@ fn an_empty_list_from_the_environment_is_empty_and_a_bad_item_names_the_key() {
     assert!(e.contains("config key sns.events"), "{e}");
     assert!(e.contains("sent") && e.contains("failed"), "{e}");
 }
+
+#[test]
+fn a_command_processor_that_cannot_run_is_refused_with_its_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path();
+    for (name, mode) in [("proc.sh", 0o644), ("ok.sh", 0o755)] {
+        std::fs::write(bin.join(name), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let shown = |p: PathBuf| p.display().to_string();
+    let cases = [
+        (shown(bin.join("missing")), None, "was not found"),
+        (shown(bin.join("proc.sh")), None, "chmod +x"),
+        (shown(bin.to_owned()), None, "is a directory"),
+        ("no-such-program-tc".into(), None, "not found on PATH"),
+        // found on the processor's own PATH, but not executable
+        ("proc.sh".into(), Some(bin), "chmod +x"),
+    ];
+    for (program, path, want) in cases {
+        let e = error(&command_set(&program, path), &[]);
+        for want in [
+            "config key sets.summary.processor.program is",
+            want,
+            "TRIGGERED_CACHE__SETS__SUMMARY__PROCESSOR__PROGRAM",
+        ] {
+            assert!(e.contains(want), "{program}: no {want:?} in {e}");
+        }
+    }
+    for (program, path) in [
+        (shown(bin.join("ok.sh")), None),
+        ("ok.sh".into(), Some(bin)),
+    ] {
+        let r = load(&command_set(&program, path), &[]);
+        assert!(r.is_ok(), "{program}: {:?}", r.err());
+    }
+}
+
+#[test]
+fn an_invalid_http_header_is_refused_with_its_key_and_never_its_value() {
+    let text = MINIMAL.replace(
+        "url = \"http://p/x\"",
+        "url = \"http://p/x\", headers = { authorization = \"Bearer s3cret\\n\" }",
+    );
+    let e = error(&text, &[]);
+    assert!(
+        e.contains("config key sets.summary.processor.headers.authorization"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+}

@@ -1,13 +1,16 @@
-//! What serde cannot check: required keys, ranges and the relations
-//! between timings.
+//! What serde cannot check: required keys, ranges, the relations between
+//! timings, and whether each processor can run at all.
 
 use std::time::Duration;
 
 use super::{Config, ConfigError, ConfigIssue, ProcessorConfig, valid_set_name};
+use crate::processor::{command, http};
 
 impl Config {
-    /// Checks everything serde cannot: required keys, ranges and the
-    /// relations between timings.
+    /// Checks everything serde cannot: required keys, ranges, the relations
+    /// between timings, and that each processor can run (a `command`'s
+    /// program is found and executable, an `http` one's URL and headers are
+    /// well-formed). The one check of both `config check` and `run`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut issues = Vec::new();
         let mut bad = |key: &str, problem: String| issues.push(ConfigIssue::key(key, problem));
@@ -180,17 +183,27 @@ impl Config {
                 );
             }
             match &set.processor {
-                ProcessorConfig::Command { program, .. } if program.as_os_str().is_empty() => {
-                    bad(&key("processor.program"), "is missing".into())
+                // Found and executable the way the spawn will look for it,
+                // so that a program that cannot run stops the start (and
+                // `config check`), not every request.
+                ProcessorConfig::Command { program, env, .. } => {
+                    if let Err(problem) = command::find_program(program, env) {
+                        bad(&key("processor.program"), problem)
+                    }
                 }
-                ProcessorConfig::Http { url, .. } => match reqwest::Url::parse(url) {
-                    Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                    _ => bad(
-                        &key("processor.url"),
-                        format!("is {url:?}, must be an http:// or https:// URL"),
-                    ),
-                },
-                _ => {}
+                ProcessorConfig::Http { url, headers } => {
+                    match reqwest::Url::parse(url) {
+                        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                        _ => bad(
+                            &key("processor.url"),
+                            format!("is {url:?}, must be an http:// or https:// URL"),
+                        ),
+                    }
+                    if let Err((name, problem)) = http::header_map(headers) {
+                        bad(&key(&format!("processor.headers.{name}")), problem)
+                    }
+                }
+                ProcessorConfig::Embedded => {}
             }
         }
         if let Err(errors) = crate::streams::Rules::new(&self.streams, &self.key_names()) {

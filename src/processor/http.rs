@@ -12,7 +12,6 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{Job, Output, ProcessError, Processor, parse_answer};
 
-/// The shared HTTP client.
 /// The HTTP client shared by every `http` processor of a process. It never
 /// follows redirects: the processor calls only the URL in the configuration,
 /// so a compromised or misconfigured endpoint cannot send jobs (and their
@@ -46,21 +45,38 @@ impl HttpProcessor {
         headers: &BTreeMap<String, String>,
     ) -> anyhow::Result<Self> {
         let url = reqwest::Url::parse(url)?;
-        let mut map = HeaderMap::new();
-        for (name, value) in headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| anyhow::anyhow!("processor header name {name:?} is invalid: {e}"))?;
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| anyhow::anyhow!("processor header {name} has an invalid value"))?;
-            value.set_sensitive(true);
-            map.insert(name, value);
-        }
+        let headers = header_map(headers)
+            .map_err(|(name, problem)| anyhow::anyhow!("processor header {name} {problem}"))?;
         Ok(HttpProcessor {
             client,
             url,
-            headers: map,
+            headers,
         })
     }
+}
+
+/// The configured request headers, marked sensitive (never printed). The
+/// error names the header and what is wrong, never its value (it may be a
+/// credential).
+pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, (String, String)> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            (
+                name.clone(),
+                "is not a valid header name: use letters, digits and - only".to_owned(),
+            )
+        })?;
+        let mut value = HeaderValue::from_str(value).map_err(|_| {
+            (
+                name.clone(),
+                "has a value that is not a valid header value: use visible ASCII characters and spaces only".to_owned(),
+            )
+        })?;
+        value.set_sensitive(true);
+        map.insert(header, value);
+    }
+    Ok(map)
 }
 
 #[async_trait]
