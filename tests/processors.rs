@@ -92,6 +92,22 @@ async fn command_gets_its_configured_environment() {
     assert_eq!(out.value, json!("s3cret"));
 }
 
+#[tokio::test]
+async fn json_on_stderr_reads_as_json_in_the_error() {
+    let err = fixture()
+        .process(&job(json!({"mode": "jsonfail"})))
+        .await
+        .unwrap_err();
+    let ProcessError::Permanent(m) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        m.contains(r#"{"error":"no such order","order":"o#1"}"#),
+        "compact JSON, quotes as they are: {m}"
+    );
+    assert!(!m.contains('\\') && !m.contains('\n'), "{m}");
+}
+
 /// A program that stops being runnable after the start (removed, `chmod
 /// -x`) fails every run the same way: permanent, not retried.
 #[tokio::test]
@@ -219,6 +235,19 @@ async fn http_5xx_and_429_are_retryable_and_other_4xx_permanent() {
     assert!(matches!(p.process(&j).await, Err(ProcessError::Retryable(m)) if m.contains("429")));
     assert!(matches!(p.process(&j).await, Err(ProcessError::Permanent(m)) if m.contains("404")));
     assert!(matches!(p.process(&j).await, Err(ProcessError::Permanent(m)) if m.contains("400")));
+}
+
+#[tokio::test]
+async fn a_json_error_answer_reads_as_json_in_the_error() {
+    let (url, _, _) = server(vec![422]).await;
+    let err = http(&url).process(&job(json!(null))).await.unwrap_err();
+    let ProcessError::Permanent(m) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        m.ends_with(r#"answered 422 Unprocessable Entity: {"error":"nope"}"#),
+        "the body as JSON, not \\\"-escaped: {m}"
+    );
 }
 
 #[tokio::test]

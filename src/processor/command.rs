@@ -2,7 +2,8 @@
 //!
 //! The job goes to the program's stdin as JSON, the answer comes from its
 //! stdout. Exit 0 is success, 75 (`EX_TEMPFAIL`) retryable, anything else
-//! permanent; stderr is captured into the error. A program that cannot be started (gone, not executable) is a
+//! permanent; stderr is captured into the error (JSON compacted, still
+//! JSON). A program that cannot be started (gone, not executable) is a
 //! permanent failure; [`find_program`] refuses it at start already. The
 //! worker's timeout drops the future, and `kill_on_drop` kills the program.
 
@@ -206,7 +207,7 @@ impl Processor for CommandProcessor {
         let status = child.wait().await.map_err(|e| {
             ProcessError::Retryable(format!("waiting for {}: {e}", self.program.display()))
         })?;
-        let stderr = String::from_utf8_lossy(&err).trim().to_owned();
+        let stderr = super::excerpt(&err, MAX_STDERR as usize);
         let detail = if stderr.is_empty() {
             String::new()
         } else {

@@ -1,7 +1,8 @@
 //! The `http` processor: POSTs the job to a configured URL.
 //!
 //! 2xx answers `{"value": ..., "dependsOn": [...]}`; 5xx, 429 and transport
-//! failures are retryable; other statuses are permanent. One client (rustls,
+//! failures are retryable; other statuses are permanent, and the error
+//! carries the start of the answer's body (JSON compacted, still JSON). One client (rustls,
 //! connection pool) serves every set; the URL comes only from the
 //! configuration, never from a message.
 
@@ -11,6 +12,9 @@ use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{Job, Output, ProcessError, Processor, parse_answer};
+
+/// The most of an error answer's body kept in the error message.
+const MAX_BODY: usize = 500;
 
 /// The HTTP client shared by every `http` processor of a process. It never
 /// follows redirects: the processor calls only the URL in the configuration,
@@ -118,9 +122,11 @@ impl Processor for HttpProcessor {
                 self.url
             )));
         }
-        let text =
-            crate::message::printable(&String::from_utf8_lossy(&body[..body.len().min(500)]));
-        let msg = format!("POST {} answered {status}: {text}", self.url);
+        let msg = format!(
+            "POST {} answered {status}: {}",
+            self.url,
+            super::excerpt(&body, MAX_BODY)
+        );
         if status.is_server_error() || status.as_u16() == 429 {
             Err(ProcessError::Retryable(msg))
         } else {
