@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value as Json, json};
 
 use crate::admin;
-use crate::config::{Config, ConfigError, ConfigIssue, ProcessorConfig};
+use crate::config::{Config, ConfigError, ProcessorConfig};
 
 /// triggered-cache keeps event-invalidated caches in DynamoDB items and
 /// recomputes each exactly once, fed by SQS and announced on SNS.
@@ -222,8 +222,10 @@ async fn dispatch(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
     }
     match cmd {
         Cmd::Run => {
-            let worker = crate::daemon::worker(Arc::new(cfg), &sdk)
-                .map_err(|e| issue("sets", &format!("cannot be set up: {e:#}")))?;
+            // The configuration, processors included, was validated by
+            // `Config::load`, as for `config check`: what fails here is not
+            // the configuration's fault.
+            let worker = crate::daemon::worker(Arc::new(cfg), &sdk)?;
             crate::daemon::run(Arc::new(worker)).await
         }
         Cmd::Send { message } => {
@@ -263,12 +265,7 @@ async fn dispatch(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
 }
 
 fn issue(key: &str, problem: &str) -> ConfigError {
-    ConfigError {
-        issues: vec![ConfigIssue {
-            key: key.into(),
-            problem: problem.into(),
-        }],
-    }
+    ConfigError::one(key, problem)
 }
 
 fn config_failure(e: &ConfigError) -> ExitCode {

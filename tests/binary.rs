@@ -1,5 +1,6 @@
-//! The real binary: configuration errors, `config check`, and the daemon
-//! end to end with the example `command` processor, stopped by SIGTERM.
+//! The real binary end to end: the daemon with a `command` processor,
+//! stopped by SIGTERM, and a processor program that stops being runnable.
+//! (Configuration errors and `config check`: tests/configuration.rs.)
 
 mod common;
 
@@ -17,223 +18,6 @@ fn bin() -> Command {
         }
     }
     c
-}
-
-fn write_config(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-const VALID: &str = r#"
-[sqs]
-queue_url = "http://127.0.0.1:1/q"
-dlq_url = "http://127.0.0.1:1/dlq"
-[dynamodb]
-table = "t"
-[sns]
-topic_arn = "arn:aws:sns:us-east-1:000000000000:t"
-[sets.summary]
-processor = { kind = "http", url = "http://127.0.0.1:1/p", headers = { authorization = "Bearer hunter2" } }
-"#;
-
-#[test]
-fn a_bad_configuration_exits_2_and_names_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(
-        &dir,
-        &VALID.replace("table = \"t\"", "table = \"t\"\ntabel = \"typo\""),
-    );
-    let out = bin()
-        .arg("--config")
-        .arg(&path)
-        .arg("config")
-        .arg("check")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("tabel"), "{err}");
-
-    let out = bin().arg("--config").arg(&path).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "run refuses it too");
-
-    let path = write_config(
-        &dir,
-        &VALID.replace("queue_url = \"http://127.0.0.1:1/q\"", ""),
-    );
-    let out = bin()
-        .arg("--config")
-        .arg(&path)
-        .arg("config")
-        .arg("check")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("sqs.queue_url is missing"), "{err}");
-    assert!(err.contains("TRIGGERED_CACHE__SQS__QUEUE_URL"), "{err}");
-
-    let out = bin()
-        .arg("--config")
-        .arg(&path)
-        .arg("config")
-        .arg("check")
-        .env("TRIGGERED_CACHE__SQS__QUEUE_URL", "http://127.0.0.1:1/q")
-        .env("TRIGGERED_CACHE__WORKER__CONCURRENCY", "zero")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("concurrency"), "{err}");
-}
-
-/// Every kind of bad configuration: exit 2, and the message names the key
-/// (and for a TOML syntax error, where it is).
-#[test]
-fn bad_configurations_exit_2_and_name_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    // (what, config text, environment, what the error must mention)
-    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<&'a str>);
-    let cases: Vec<Case> = vec![
-        (
-            "unknown key",
-            VALID.replace(
-                "[dynamodb]",
-                "[dynamodb]
-tabel = \"x\"",
-            ),
-            vec![],
-            vec!["tabel"],
-        ),
-        (
-            "unknown section",
-            format!("{VALID}\n[wrker]\nconcurrency = 2\n"),
-            vec![],
-            vec!["wrker"],
-        ),
-        (
-            "wrong type",
-            format!("{VALID}\n[worker]\nconcurrency = \"many\"\n"),
-            vec![],
-            vec!["concurrency"],
-        ),
-        (
-            "zero concurrency",
-            format!("{VALID}\n[worker]\nconcurrency = 0\n"),
-            vec![],
-            vec!["worker.concurrency"],
-        ),
-        (
-            "bad duration",
-            format!("{VALID}\n[worker]\nlease_duration = \"soon\"\n"),
-            vec![],
-            vec!["lease_duration"],
-        ),
-        (
-            "missing queue url",
-            VALID.replace("queue_url = \"http://127.0.0.1:1/q\"", ""),
-            vec![],
-            vec!["sqs.queue_url", "TRIGGERED_CACHE__SQS__QUEUE_URL"],
-        ),
-        (
-            "queue url that is not a URL",
-            VALID.replace("http://127.0.0.1:1/q\"", "not a url\""),
-            vec![],
-            vec!["sqs.queue_url"],
-        ),
-        (
-            "processor of an unknown kind",
-            VALID.replace("kind = \"http\"", "kind = \"carrier-pigeon\""),
-            vec![],
-            vec!["sets.summary", "carrier-pigeon"],
-        ),
-        (
-            "http processor without a url",
-            VALID.replace("url = \"http://127.0.0.1:1/p\", ", ""),
-            vec![],
-            vec!["sets.summary"],
-        ),
-        (
-            "no sets",
-            VALID.split("[sets.summary]").next().unwrap().to_string(),
-            vec![],
-            vec!["sets"],
-        ),
-        (
-            "bad environment override",
-            VALID.to_string(),
-            vec![("TRIGGERED_CACHE__WORKER__CONCURRENCY", "abc")],
-            vec!["concurrency"],
-        ),
-        (
-            "TOML syntax error",
-            VALID.replace("table = \"t\"", "table = \"t"),
-            vec![],
-            vec!["line"],
-        ),
-    ];
-    for (what, text, env, want) in cases {
-        let path = write_config(&dir, &text);
-        let mut cmd = bin();
-        cmd.arg("--config").arg(&path).arg("config").arg("check");
-        for (k, v) in &env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{what}: exit code; stderr: {err}"
-        );
-        for w in want {
-            assert!(
-                err.contains(w),
-                "{what}: the error does not mention {w:?}: {err}"
-            );
-        }
-        assert!(
-            !err.contains("panicked"),
-            "{what}: a clear error, not a panic: {err}"
-        );
-    }
-}
-
-#[test]
-fn a_missing_config_file_exits_2() {
-    let out = bin()
-        .arg("--config")
-        .arg("/nonexistent/tc.toml")
-        .arg("config")
-        .arg("check")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
-}
-
-#[test]
-fn config_check_prints_the_effective_configuration_without_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(&dir, VALID);
-    let out = bin()
-        .arg("--config")
-        .arg(&path)
-        .arg("config")
-        .arg("check")
-        .env("TRIGGERED_CACHE__WORKER__CONCURRENCY", "7")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("concurrency = 7"), "{text}");
-    assert!(text.contains("<redacted>"), "{text}");
-    assert!(!text.contains("hunter2"), "{text}");
 }
 
 #[test]
@@ -335,5 +119,52 @@ async fn the_daemon_answers_requests_with_the_command_processor_and_exits_0_on_s
     assert!(
         !logs.contains("\"test\""),
         "credentials never appear in logs"
+    );
+}
+
+/// A processor program that stops being executable after the daemon started
+/// (a redeploy gone wrong, `chmod -x`) fails its request at once: one
+/// attempt, `FAILED`, a `failed` event and the request in the DLQ, not
+/// `max_attempts` retries of `Permission denied`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_that_cannot_be_started_fails_the_request_after_one_attempt() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("spawn").await;
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("processor.sh");
+    std::fs::write(&program, "#!/bin/sh\necho '{\"value\": 1}'\n").unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = common::bin(&env);
+    cmd.env(
+        "TRIGGERED_CACHE__SETS__SUMMARY__PROCESSOR__PROGRAM",
+        &program,
+    )
+    .env("TRIGGERED_CACHE__SETS__SUMMARY__MAX_ATTEMPTS", "3")
+    .env("TRIGGERED_CACHE__SETS__SUMMARY__BACKOFF_BASE", "100ms");
+    let daemon = common::Daemon::spawn(cmd);
+
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.send(&Env::request("order#1", "summary")).await;
+
+    let evs = env
+        .wait_events("a failed event", Duration::from_secs(60), |e| {
+            e.iter().any(|e| e["event"] == "failed")
+        })
+        .await;
+    let failed = evs.iter().find(|e| e["event"] == "failed").unwrap();
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("Permission denied") && !error.contains("gave up after"),
+        "{error}"
+    );
+    let dead = env.wait_dlq(1, Duration::from_secs(30)).await;
+    assert!(dead[0].1["error"].contains("Permission denied"), "{dead:?}");
+    let record = env.record("order#1", "summary").await;
+    assert_eq!(record.status().as_str(), "FAILED");
+    assert_eq!(record.attempts(), 1, "{}", daemon.log_text());
+    assert!(
+        !daemon.log_text().contains("retrying later"),
+        "{}",
+        daemon.log_text()
     );
 }

@@ -93,6 +93,48 @@ async fn command_gets_its_configured_environment() {
 }
 
 #[tokio::test]
+async fn json_on_stderr_reads_as_json_in_the_error() {
+    let err = fixture()
+        .process(&job(json!({"mode": "jsonfail"})))
+        .await
+        .unwrap_err();
+    let ProcessError::Permanent(m) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        m.contains(r#"{"error":"no such order","order":"o#1"}"#),
+        "compact JSON, quotes as they are: {m}"
+    );
+    assert!(!m.contains('\\') && !m.contains('\n'), "{m}");
+}
+
+/// A program that stops being runnable after the start (removed, `chmod
+/// -x`) fails every run the same way: permanent, not retried.
+#[tokio::test]
+async fn a_program_that_cannot_be_started_is_a_permanent_failure() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("processor.sh");
+    std::fs::write(&program, "#!/bin/sh\necho '{\"value\": 1}'\n").unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = CommandProcessor::new(program.clone(), vec![], BTreeMap::new()).unwrap();
+
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = p.process(&job(json!(null))).await.unwrap_err();
+    assert!(
+        matches!(&err, ProcessError::Permanent(m) if m.contains("Permission denied") && m.contains("processor.sh")),
+        "{err:?}"
+    );
+
+    std::fs::remove_file(&program).unwrap();
+    let err = p.process(&job(json!(null))).await.unwrap_err();
+    assert!(
+        matches!(&err, ProcessError::Permanent(m) if m.contains("No such file")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_missing_program_is_refused_at_start() {
     let err = CommandProcessor::new("/nonexistent/processor".into(), vec![], BTreeMap::new())
         .unwrap_err();
@@ -193,6 +235,19 @@ async fn http_5xx_and_429_are_retryable_and_other_4xx_permanent() {
     assert!(matches!(p.process(&j).await, Err(ProcessError::Retryable(m)) if m.contains("429")));
     assert!(matches!(p.process(&j).await, Err(ProcessError::Permanent(m)) if m.contains("404")));
     assert!(matches!(p.process(&j).await, Err(ProcessError::Permanent(m)) if m.contains("400")));
+}
+
+#[tokio::test]
+async fn a_json_error_answer_reads_as_json_in_the_error() {
+    let (url, _, _) = server(vec![422]).await;
+    let err = http(&url).process(&job(json!(null))).await.unwrap_err();
+    let ProcessError::Permanent(m) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        m.ends_with(r#"answered 422 Unprocessable Entity: {"error":"nope"}"#),
+        "the body as JSON, not \\\"-escaped: {m}"
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! The `http` processor: POSTs the job to a configured URL.
 //!
 //! 2xx answers `{"value": ..., "dependsOn": [...]}`; 5xx, 429 and transport
-//! failures are retryable; other statuses are permanent. One client (rustls,
+//! failures are retryable; other statuses are permanent, and the error
+//! carries the start of the answer's body (JSON compacted, still JSON). One client (rustls,
 //! connection pool) serves every set; the URL comes only from the
 //! configuration, never from a message.
 
@@ -12,7 +13,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{Job, Output, ProcessError, Processor, parse_answer};
 
-/// The shared HTTP client.
+/// The most of an error answer's body kept in the error message.
+const MAX_BODY: usize = 500;
+
 /// The HTTP client shared by every `http` processor of a process. It never
 /// follows redirects: the processor calls only the URL in the configuration,
 /// so a compromised or misconfigured endpoint cannot send jobs (and their
@@ -46,21 +49,38 @@ impl HttpProcessor {
         headers: &BTreeMap<String, String>,
     ) -> anyhow::Result<Self> {
         let url = reqwest::Url::parse(url)?;
-        let mut map = HeaderMap::new();
-        for (name, value) in headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| anyhow::anyhow!("processor header name {name:?} is invalid: {e}"))?;
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| anyhow::anyhow!("processor header {name} has an invalid value"))?;
-            value.set_sensitive(true);
-            map.insert(name, value);
-        }
+        let headers = header_map(headers)
+            .map_err(|(name, problem)| anyhow::anyhow!("processor header {name} {problem}"))?;
         Ok(HttpProcessor {
             client,
             url,
-            headers: map,
+            headers,
         })
     }
+}
+
+/// The configured request headers, marked sensitive (never printed). The
+/// error names the header and what is wrong, never its value (it may be a
+/// credential).
+pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, (String, String)> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            (
+                name.clone(),
+                "is not a valid header name: use letters, digits and - only".to_owned(),
+            )
+        })?;
+        let mut value = HeaderValue::from_str(value).map_err(|_| {
+            (
+                name.clone(),
+                "has a value that is not a valid header value: use visible ASCII characters and spaces only".to_owned(),
+            )
+        })?;
+        value.set_sensitive(true);
+        map.insert(header, value);
+    }
+    Ok(map)
 }
 
 #[async_trait]
@@ -102,9 +122,11 @@ impl Processor for HttpProcessor {
                 self.url
             )));
         }
-        let text =
-            crate::message::printable(&String::from_utf8_lossy(&body[..body.len().min(500)]));
-        let msg = format!("POST {} answered {status}: {text}", self.url);
+        let msg = format!(
+            "POST {} answered {status}: {}",
+            self.url,
+            super::excerpt(&body, MAX_BODY)
+        );
         if status.is_server_error() || status.as_u16() == 429 {
             Err(ProcessError::Retryable(msg))
         } else {

@@ -79,7 +79,7 @@ pub fn parse_answer(bytes: &[u8]) -> Result<Output, ProcessError> {
     let json: Json = serde_json::from_slice(bytes).map_err(|e| {
         ProcessError::Permanent(format!(
             "the answer is not JSON ({e}); expected {{\"value\": ...}}: {}",
-            crate::message::printable(&String::from_utf8_lossy(&bytes[..bytes.len().min(200)]))
+            excerpt(bytes, 200)
         ))
     })?;
     match json {
@@ -88,6 +88,35 @@ pub fn parse_answer(bytes: &[u8]) -> Result<Output, ProcessError> {
         _ => Err(ProcessError::Permanent(
             "the answer has no `value`; expected {\"value\": ..., \"dependsOn\": [...]}".into(),
         )),
+    }
+}
+
+/// A processor's output for an error message (an error answer's body, a
+/// program's stderr): JSON is compacted to one line and stays JSON, so that
+/// it reads as JSON wherever the message goes (logs, the `failed` event's
+/// `error`, the DLQ reason) instead of as `\"`-escaped text; other text is
+/// trimmed, with control characters (newlines too) escaped. At most `max`
+/// characters, then `…`.
+pub fn excerpt(bytes: &[u8], max: usize) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    let one_line = match serde_json::from_str::<Json>(text) {
+        Ok(json) => json.to_string(),
+        Err(_) => {
+            let mut out = String::with_capacity(text.len());
+            for c in text.chars() {
+                if c.is_control() {
+                    out.extend(c.escape_default());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    };
+    match one_line.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
     }
 }
 
@@ -109,4 +138,32 @@ pub fn from_config(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Proce
         out.insert(name.clone(), p);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::excerpt;
+
+    #[test]
+    fn json_output_stays_json_on_one_line() {
+        let pretty = b"{\n  \"error\": \"no such order\",\n  \"id\": \"o#1\"\n}\n";
+        assert_eq!(
+            excerpt(pretty, 500),
+            r#"{"error":"no such order","id":"o#1"}"#
+        );
+    }
+
+    #[test]
+    fn other_text_keeps_its_quotes_and_escapes_control_characters() {
+        assert_eq!(
+            excerpt(b"  bad \"input\"\n\tat line 2\x1b[0m ", 500),
+            r#"bad "input"\n\tat line 2\u{1b}[0m"#
+        );
+    }
+
+    #[test]
+    fn long_output_is_cut_at_a_character() {
+        assert_eq!(excerpt("ééé".as_bytes(), 2), "éé…");
+        assert_eq!(excerpt(b"abc", 3), "abc");
+    }
 }

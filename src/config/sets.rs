@@ -1,0 +1,82 @@
+//! A cache set (`[sets.NAME]`) and its processor.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The processor of a cache set: what computes its value.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ProcessorConfig {
+    /// Runs `program` with `args` (no shell), the job as JSON on stdin, the
+    /// answer as JSON on stdout. Exit 0 = success, 75 = retryable, other =
+    /// permanent.
+    Command {
+        /// A path, or a name looked up in PATH; checked at start.
+        program: PathBuf,
+        /// A list: from the environment, comma-separated (an argument that
+        /// contains a comma needs the TOML file).
+        #[serde(default, deserialize_with = "super::list::deserialize")]
+        args: Vec<String>,
+        /// Extra environment variables for the program.
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+    },
+    /// POSTs the job as JSON to `url`. 2xx = success, 5xx/429/timeout =
+    /// retryable, other 4xx = permanent.
+    Http {
+        url: String,
+        /// Extra request headers (for example an `authorization` token; never
+        /// logged).
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
+    /// A processor registered in code by a program that embeds the crate
+    /// (`Worker::with_processor`).
+    Embedded,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetConfig {
+    /// What computes the value.
+    pub processor: ProcessorConfig,
+    /// How long one processing attempt may take before it is cancelled
+    /// (and counted as a retryable failure).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts (first run plus retries) before the cache becomes `FAILED`.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The first retry delay; doubles per attempt up to `backoff_cap`.
+    #[serde(default = "default_backoff_base", with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// The longest retry delay.
+    #[serde(default = "default_backoff_cap", with = "humantime_serde")]
+    pub backoff_cap: Duration,
+    /// `READY` older than this is recomputed by the next request; unset =
+    /// valid until a trigger.
+    #[serde(default, with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    /// A trigger flow that has not ended after this stops blocking requests.
+    #[serde(default = "default_trigger_timeout", with = "humantime_serde")]
+    pub trigger_timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_backoff_base() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_backoff_cap() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_trigger_timeout() -> Duration {
+    Duration::from_secs(900)
+}
