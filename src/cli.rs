@@ -204,6 +204,35 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
+    // What `run` needs beyond `Config::load`'s validation is checked here
+    // for `config check` too, so that the check says what `run` would.
+    let runs = matches!(
+        cmd,
+        Cmd::Run
+            | Cmd::Config {
+                action: ConfigCmd::Check
+            }
+    );
+    if runs
+        && let Some((set, _)) = cfg
+            .sets
+            .iter()
+            .find(|(_, s)| matches!(s.processor, ProcessorConfig::Embedded))
+    {
+        return Err(issue(
+            &format!("sets.{set}.processor.kind"),
+            "is \"embedded\": a processor registered in code by a program that links the library (Worker::with_processor); the triggered-cache binary runs \"command\" or \"http\" processors - set one of those",
+        )
+        .into());
+    }
+    let sdk = crate::daemon::aws_config(&cfg).await;
+    if sdk.region().is_none() {
+        return Err(issue(
+            "aws.region",
+            "is not set and no AWS region was found in AWS_REGION or the AWS profile",
+        )
+        .into());
+    }
     if let Cmd::Config {
         action: ConfigCmd::Check,
     } = cmd
@@ -211,14 +240,6 @@ async fn dispatch(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
         println!("{}", redacted_toml(&cfg)?);
         eprintln!("configuration is valid");
         return Ok(());
-    }
-    let sdk = crate::daemon::aws_config(&cfg).await;
-    if sdk.region().is_none() {
-        return Err(issue(
-            "aws.region",
-            "is not set and no AWS region was found (AWS_REGION or a profile)",
-        )
-        .into());
     }
     match cmd {
         Cmd::Run => {

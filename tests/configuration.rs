@@ -206,6 +206,24 @@ tabel = \"x\"",
             vec![program_key, "is a directory", program_env],
         ),
         (
+            "embedded processor, which only a program linking the library can run",
+            VALID.replace(
+                &VALID[VALID.find("processor = ").unwrap()..VALID.trim_end().len()],
+                "processor = { kind = \"embedded\" }",
+            ),
+            vec![],
+            vec![
+                "config key sets.summary.processor.kind",
+                "\"command\" or \"http\"",
+            ],
+        ),
+        (
+            "no AWS region anywhere",
+            VALID.to_string(),
+            vec![("AWS_REGION", "")],
+            vec!["config key aws.region", "AWS_REGION"],
+        ),
+        (
             "list from the environment with a bad item",
             VALID.to_string(),
             vec![("TRIGGERED_CACHE__SNS__EVENTS", "ready,sent")],
@@ -220,10 +238,17 @@ tabel = \"x\"",
         run.arg("--config").arg(&path).arg("run");
         let mut errors = Vec::new();
         for cmd in [&mut check, &mut run] {
-            cmd.envs(env.iter().copied())
+            no_aws_profile(cmd)
                 .env("AWS_REGION", "us-east-1")
                 .env("AWS_ACCESS_KEY_ID", "test")
                 .env("AWS_SECRET_ACCESS_KEY", "test");
+            for (k, v) in &env {
+                if v.is_empty() && k.starts_with("AWS_") {
+                    cmd.env_remove(k);
+                } else {
+                    cmd.env(k, v);
+                }
+            }
             let (code, err) = exit_within(cmd, Duration::from_secs(30));
             assert_eq!(code, Some(2), "{what}: exit code of {cmd:?}; stderr: {err}");
             for w in &want {
@@ -243,6 +268,16 @@ tabel = \"x\"",
             "{what}: `run` says what `config check` says"
         );
     }
+}
+
+/// No region or credentials from this machine's AWS profile or from an
+/// instance metadata service: the test says what the process sees.
+fn no_aws_profile(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
 }
 
 /// Runs `cmd` to its end, killing it past `deadline`; its exit code and
@@ -295,6 +330,7 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
         .arg(&path)
         .arg("config")
         .arg("check")
+        .env("AWS_REGION", "us-east-1")
         .env("TRIGGERED_CACHE__WORKER__CONCURRENCY", "7")
         .env("TRIGGERED_CACHE__SNS__EVENTS", "ready, failed")
         .env("TRIGGERED_CACHE__SNS__RECORD_ATTRIBUTES", "")
