@@ -7,6 +7,14 @@
 //! attributes of each message (the producer's span becomes the parent of the
 //! message's span) and written into the SNS completion events and the `http`
 //! processor's request headers, so a trace runs end to end.
+//!
+//! Propagation does not depend on export: the OpenTelemetry layer is always
+//! installed. With export it records this daemon's spans (downstream spans
+//! become their children); without, its tracer is OpenTelemetry's no-op
+//! tracer, whose spans carry their parent's context, so the producer's
+//! context goes out unchanged (downstream spans become children of the
+//! producer's span, and nothing dangles) and a message that came without
+//! one gets none.
 
 use std::collections::HashMap;
 
@@ -68,11 +76,16 @@ pub fn init(cfg: &Config) -> anyhow::Result<Telemetry> {
         None => None,
         Some(endpoint) => Some(provider(cfg, endpoint)?),
     };
-    let otel = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
+    let otel = match &provider {
+        Some(p) => tracing_opentelemetry::layer()
             .with_tracer(p.tracer("triggered-cache"))
             .with_tracked_inactivity(false)
-    });
+            .boxed(),
+        None => tracing_opentelemetry::layer()
+            .with_tracer(opentelemetry::trace::noop::NoopTracer::new())
+            .with_tracked_inactivity(false)
+            .boxed(),
+    };
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let _ = tracing_subscriber::registry()
         .with(filter)
@@ -169,8 +182,9 @@ impl Injector for MapInjector<'_> {
     }
 }
 
-/// The W3C trace context of the current span, as header/attribute pairs
-/// (empty when traces are not exported).
+/// The W3C trace context of the current span, as header/attribute pairs:
+/// this daemon's span when traces are exported, else the producer's context
+/// as received; empty when the message carried none and nothing is exported.
 pub fn current_context() -> Vec<(String, String)> {
     let mut out = Vec::new();
     let cx = tracing::Span::current().context();
