@@ -176,3 +176,50 @@ max_attempts = 1
         "a secret leaked into events"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_endpoints_no_readiness_probe_runs_but_the_redrive_check_does() {
+    let env = Env::new("no-probe").await;
+    let mut cmd = bin(&env);
+    // The test queue redrives after 5 receives; 4 attempts need 6.
+    cmd.env("TRIGGERED_CACHE__SETS__SUMMARY__MAX_ATTEMPTS", "4")
+        .env("RUST_LOG", "info,triggered_cache=debug");
+    let mut d = Daemon::spawn_without_endpoints(cmd);
+    // A probe starts with the daemon: by the time a request is answered,
+    // its first round would have been logged.
+    env.send(&Env::request("order#p", "summary")).await;
+    env.wait_events("a ready event", T, |e| {
+        e.iter().any(|e| e["event"] == "ready")
+    })
+    .await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(T).await, Some(0), "{}", d.log_text());
+    wait_until("the last log line", T, || async {
+        !d.log_lines("worker pool stopped").is_empty()
+    })
+    .await;
+    assert!(
+        !d.log_lines("completion event published").is_empty(),
+        "debug logs are on: {}",
+        d.log_text()
+    );
+    assert_eq!(
+        d.log_lines("readiness probe").len(),
+        0,
+        "no probe without http.listen: {}",
+        d.log_text()
+    );
+    let redrive = d
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("redrive policy has maxReceiveCount 5"))
+        .count();
+    assert_eq!(
+        redrive,
+        1,
+        "the redrive check still runs, once: {}",
+        d.log_text()
+    );
+}
