@@ -4,6 +4,10 @@
 //! *claim* is won or lost, a *hit* answers from the cache, a *miss* starts
 //! or joins a processing run, a *lease takeover* replaces an owner whose
 //! lease lapsed, requests *coalesced* share a run in this process.
+//!
+//! Every counter and histogram exists from the start at 0, for each
+//! configured set and each label value known in advance ([`Metrics::new`]),
+//! so that dashboards and alerts see 0, not "no data".
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -11,6 +15,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+mod known;
+
+pub use known::{AWS_SERVICES, DEAD_LETTER_REASONS};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SetLabel {
@@ -243,3 +251,6 @@ impl Metrics {
         family.get_or_create(&Self::set(set)).get()
     }
 }
+
+#[cfg(test)]
+mod tests;

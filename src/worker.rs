@@ -121,6 +121,7 @@ impl Worker {
         };
         let rules = Rules::new(&cfg.streams, &cfg.key_names())
             .map_err(|e| anyhow::anyhow!("invalid [[streams]] rules: {e:?}"))?;
+        let metrics = Arc::new(Metrics::new(&cfg));
         Ok(Worker {
             rules,
             dependencies: None,
@@ -128,7 +129,7 @@ impl Worker {
             table,
             queue,
             events,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             health: Arc::default(),
             processors,
             schema,

@@ -177,6 +177,77 @@ max_attempts = 1
     );
 }
 
+/// A configuration file with two sets (the other keys come from `bin`).
+fn two_sets(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let config = dir.path().join("config.toml");
+    let set = |name: &str| {
+        format!(
+            "[sets.{name}]\nprocessor = {{ kind = \"command\", program = \"examples/processors/summarize.py\" }}\n"
+        )
+    };
+    std::fs::write(&config, set("summary") + &set("digest")).unwrap();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_daemon_lists_every_metric_at_0_for_each_set() {
+    let env = Env::new("fresh-metrics").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin(&env);
+    cmd.env("TRIGGERED_CACHE_CONFIG", two_sets(&dir));
+    let mut d = Daemon::spawn(cmd);
+    // Before any message.
+    let (_, metrics) = d.get("/metrics").await;
+    for set in ["summary", "digest"] {
+        for family in [
+            "hits",
+            "misses",
+            "claims_won",
+            "claims_lost",
+            "coalesced",
+            "lease_takeovers",
+            "trigger_deadline_expiries",
+            "invalidations",
+            "parked",
+            "processing_runs",
+            "stale_results",
+            "dependency_resets",
+        ] {
+            let line = format!("triggered_cache_{family}_total{{set=\"{set}\"}} 0");
+            assert!(metrics.contains(&line), "no {line:?} in\n{metrics}");
+        }
+        let mut lines = vec![
+            format!("triggered_cache_processing_seconds_count{{set=\"{set}\"}} 0"),
+            format!(
+                "triggered_cache_processing_failures_total{{set=\"{set}\",kind=\"retryable\"}} 0"
+            ),
+            format!(
+                "triggered_cache_processing_failures_total{{set=\"{set}\",kind=\"permanent\"}} 0"
+            ),
+        ];
+        for event in ["hit", "ready", "failed", "reset"] {
+            lines.push(format!(
+                "triggered_cache_events_published_total{{event=\"{event}\",set=\"{set}\"}} 0"
+            ));
+        }
+        for line in lines {
+            assert!(metrics.contains(&line), "no {line:?} in\n{metrics}");
+        }
+    }
+    for line in [
+        "triggered_cache_dead_lettered_total{reason=\"malformed\"} 0",
+        "triggered_cache_dead_lettered_total{reason=\"failed\"} 0",
+        "triggered_cache_aws_errors_total{service=\"sqs\"} 0",
+        "triggered_cache_aws_errors_total{service=\"dynamodb\"} 0",
+        "triggered_cache_aws_errors_total{service=\"sns\"} 0",
+        "triggered_cache_messages_received_total 0",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(T).await, Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_endpoints_no_readiness_probe_runs_but_the_redrive_check_does() {
     let env = Env::new("no-probe").await;
