@@ -572,6 +572,7 @@ impl Worker {
             return self.fail(key, set, rid, epoch, &error, leader).await;
         }
         self.metrics.processing_runs.get_or_create(&labels).inc();
+        let _in_progress = self.metrics.run_started(set);
         self.unfinished
             .lock()
             .expect("runs lock")

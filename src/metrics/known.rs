@@ -3,7 +3,7 @@
 
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 
-use super::{EventLabel, Metrics, ReasonLabel, ServiceLabel, SetKindLabel};
+use super::{EventLabel, Metrics, QueueLabel, ReasonLabel, ServiceLabel, SetKindLabel};
 use crate::config::{Config, EventKind};
 use crate::processor::ProcessError;
 
@@ -12,6 +12,8 @@ use crate::processor::ProcessError;
 pub const DEAD_LETTER_REASONS: [&str; 2] = ["malformed", "failed"];
 /// The AWS services whose failed calls are counted.
 pub const AWS_SERVICES: [&str; 3] = ["sqs", "dynamodb", "sns"];
+/// The queues whose depth is reported: the request queue and the DLQ.
+pub const QUEUES: [&str; 2] = ["requests", "dlq"];
 
 /// Creates the series of `labels` (at 0) so that it is listed before it
 /// first counts.
@@ -69,6 +71,8 @@ impl Metrics {
                     },
                 );
             }
+            m.runs.know(set);
+            at_zero(&m.oldest_run_seconds, &label);
         }
         for reason in DEAD_LETTER_REASONS {
             at_zero(
@@ -83,6 +87,14 @@ impl Metrics {
                 &m.aws_errors,
                 &ServiceLabel {
                     service: service.into(),
+                },
+            );
+        }
+        for queue in QUEUES {
+            at_zero(
+                &m.queue_messages,
+                &QueueLabel {
+                    queue: queue.into(),
                 },
             );
         }

@@ -47,6 +47,7 @@ fn every_series_known_in_advance_exists_at_zero_per_set() {
             ),
             format!("triggered_cache_events_published_total{{event=\"ready\",set=\"{set}\"}} 0"),
             format!("triggered_cache_events_published_total{{event=\"failed\",set=\"{set}\"}} 0"),
+            format!("triggered_cache_oldest_run_seconds{{set=\"{set}\"}} 0.0"),
         ] {
             assert!(has(&text, &line), "no {line:?} in\n{text}");
         }
@@ -61,6 +62,10 @@ fn every_series_known_in_advance_exists_at_zero_per_set() {
         "triggered_cache_aws_errors_total{service=\"sqs\"} 0",
         "triggered_cache_aws_errors_total{service=\"dynamodb\"} 0",
         "triggered_cache_aws_errors_total{service=\"sns\"} 0",
+        "triggered_cache_queue_messages{queue=\"requests\"} 0",
+        "triggered_cache_queue_messages{queue=\"dlq\"} 0",
+        "triggered_cache_message_age_seconds_count 0",
+        "triggered_cache_ready 0",
         "triggered_cache_messages_received_total 0",
     ] {
         assert!(has(&text, line), "no {line:?} in\n{text}");
@@ -74,4 +79,27 @@ fn every_series_known_in_advance_exists_at_zero_per_set() {
             "{name} has no sample: it would read as \"no data\"\n{text}"
         );
     }
+}
+
+#[test]
+fn the_oldest_run_gauge_is_current_at_each_scrape() {
+    let m = Metrics::new(&config(&["alpha"], &["ready"]));
+    let run = m.run_started("alpha");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let text = m.render();
+    let age: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("triggered_cache_oldest_run_seconds{set=\"alpha\"} "))
+        .expect("the gauge")
+        .parse()
+        .unwrap();
+    assert!(age >= 0.02, "{age}");
+    drop(run);
+    assert!(
+        has(
+            &m.render(),
+            "triggered_cache_oldest_run_seconds{set=\"alpha\"} 0.0"
+        ),
+        "back to 0 when the run ends"
+    );
 }
