@@ -14,7 +14,9 @@
 //! tracer, whose spans carry their parent's context, so the producer's
 //! context goes out unchanged (downstream spans become children of the
 //! producer's span, and nothing dangles) and a message that came without
-//! one gets none.
+//! one gets none. Nor does it depend on the log level: `log.level` filters
+//! what is logged, while the daemon's own spans always reach the trace
+//! layer.
 
 use std::collections::HashMap;
 
@@ -23,8 +25,10 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -50,8 +54,10 @@ impl Telemetry {
 /// tokio runtime when an OTLP endpoint is configured.
 pub fn init(cfg: &Config) -> anyhow::Result<Telemetry> {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let log_filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level))
+    };
     let json = match cfg.log.format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
@@ -86,11 +92,16 @@ pub fn init(cfg: &Config) -> anyhow::Result<Telemetry> {
             .with_tracked_inactivity(false)
             .boxed(),
     };
+    // The log level filters what is logged, not the spans that carry the
+    // trace context: this daemon's spans stay on for the trace layer, so a
+    // quiet log.level neither breaks propagation nor empties the export.
+    let own_spans = tracing_subscriber::filter::filter_fn(|m| {
+        m.is_span() && m.target().starts_with("triggered_cache") && *m.level() <= Level::INFO
+    });
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otel)
+        .with(fmt.with_filter(log_filter()))
+        .with(otel.with_filter(log_filter().or(own_spans)))
         .try_init();
     Ok(Telemetry { provider })
 }

@@ -287,3 +287,46 @@ async fn without_export_the_producers_trace_context_reaches_events_and_the_http_
         "the http processor got the producer's trace context"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_context_flows_whatever_the_log_level() {
+    let env = Env::new("otel-quiet").await;
+    let mut cmd = bin(&env);
+    // Quiet logs (the endpoints' address is still logged for the harness).
+    cmd.env(
+        "TRIGGERED_CACHE__LOG__LEVEL",
+        "warn,triggered_cache::daemon=info",
+    );
+    let mut d = Daemon::spawn(cmd);
+    let producer = format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01");
+    env.sqs
+        .send_message()
+        .queue_url(&env.queue_url)
+        .message_body(Env::request("order#q", "summary").to_string())
+        .message_attributes(
+            "traceparent",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(&producer)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let attrs = first_event_attributes(&env).await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, Some(0));
+    assert!(
+        !d.log_text().contains("committed READY"),
+        "info lines are filtered out: {}",
+        d.log_text()
+    );
+    assert_eq!(
+        attrs
+            .get("traceparent")
+            .and_then(|a| a.string_value.as_deref()),
+        Some(producer.as_str()),
+        "the event carries the producer's trace context"
+    );
+}
