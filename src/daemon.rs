@@ -75,8 +75,8 @@ async fn wait_signal() {
     }
 }
 
-/// Runs the daemon until SIGTERM/SIGINT: the operations HTTP endpoints, the
-/// readiness prober and the worker pool.
+/// Runs the daemon until SIGTERM/SIGINT: the operations HTTP endpoints and
+/// their readiness prober (when `http.listen` is set) and the worker pool.
 pub async fn run(worker: Arc<Worker>) -> anyhow::Result<()> {
     worker.check()?;
     let http = if worker.cfg.http.listen.is_empty() {
@@ -93,7 +93,14 @@ pub async fn run(worker: Arc<Worker>) -> anyhow::Result<()> {
         info!(addr = %listener.local_addr()?, "operations endpoints: /healthz /readyz /metrics");
         Some(tokio::spawn(crate::ops::serve(listener, worker.clone())))
     };
-    let prober = tokio::spawn(crate::health::probe(worker.clone()));
+    // Readiness is read only through the endpoints: without them, no probe
+    // (its API calls every 10s would serve nobody), only the start-time
+    // redrive-policy check.
+    let prober = if http.is_some() {
+        tokio::spawn(crate::health::probe(worker.clone()))
+    } else {
+        tokio::spawn(crate::health::check_redrive_policy(worker.clone()))
+    };
     crate::pool::run(worker.clone(), signals(worker.health.clone())).await?;
     prober.abort();
     if let Some(h) = http {

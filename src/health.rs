@@ -5,15 +5,23 @@
 //! [`Health::FRESH_MS`], and the process is not shutting down. Readiness is
 //! a latch that shutdown flips first, before draining, so that no new work
 //! is routed to a replica that is leaving.
+//!
+//! The [`probe`] that asks them runs only when the operations endpoints are
+//! served: readiness has no other reader, and the probe costs four API calls
+//! every ten seconds (about 35,000 a day per replica).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
+use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value as Json, json};
-use tracing::warn;
+use tracing::{debug, warn};
 
+use crate::metrics::QueueLabel;
 use crate::queue::now_millis;
+use crate::table::aws_error_message;
 use crate::worker::Worker;
 
 /// The AWS dependencies readiness checks.
@@ -118,74 +126,157 @@ impl Health {
 }
 
 /// Asks the queue, the table and the topic whether they answer, now and
-/// every [`Health::PROBE_EVERY`]. Cheap calls: `GetQueueAttributes`,
-/// `DescribeTable`, `GetTopicAttributes`.
-pub async fn probe(worker: std::sync::Arc<Worker>) {
-    let health = &worker.health;
+/// every [`Health::PROBE_EVERY`], and refreshes the queue depths of
+/// `/metrics`. Cheap calls: `GetQueueAttributes` (request queue and DLQ),
+/// `DescribeTable`, `GetTopicAttributes`. Runs only when the operations
+/// endpoints are served (`http.listen`): nothing else reads what it finds.
+/// The first round also checks the redrive policy ([`redrive_warning`]).
+pub async fn probe(worker: Arc<Worker>) {
     let mut redrive_checked = false;
     loop {
-        let queue = worker
-            .queue
-            .client()
-            .get_queue_attributes()
-            .queue_url(worker.queue.url())
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
-            .send()
-            .await
-            .map(|out| {
-                if !redrive_checked {
-                    redrive_checked = true;
-                    let policy = out.attributes().and_then(|a| {
-                        a.get(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
-                    });
-                    let most = worker
-                        .cfg
-                        .sets
-                        .iter()
-                        .max_by_key(|(_, s)| s.max_attempts)
-                        .map(|(name, s)| (name.as_str(), s.max_attempts));
-                    if let Some((set, max_attempts)) = most
-                        && let Some(w) =
-                            redrive_warning(policy.map(String::as_str), max_attempts, set)
-                    {
-                        tracing::warn!("{w}");
-                    }
-                }
-            })
-            .map_err(|e| crate::table::aws_error_message(&e));
-        let table = worker
-            .table
-            .client()
-            .describe_table()
-            .table_name(worker.table.name())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| crate::table::aws_error_message(&e));
-        let topic = worker
-            .events
-            .client()
-            .get_topic_attributes()
-            .topic_arn(worker.events.topic_arn())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| crate::table::aws_error_message(&e));
-        for (dep, r) in [
-            (Dependency::Queue, queue),
-            (Dependency::Table, table),
-            (Dependency::Topic, topic),
-        ] {
-            match r {
-                Ok(()) => health.answered(dep),
-                Err(e) => {
-                    warn!(dependency = dep.name(), error = %e, "readiness probe failed");
-                    health.failed(dep, e);
-                }
+        probe_once(&worker, &mut redrive_checked).await;
+        tokio::time::sleep(Health::PROBE_EVERY).await;
+    }
+}
+
+/// The start-time redrive-policy check alone (one `GetQueueAttributes`),
+/// for a daemon without operations endpoints, where no probe runs.
+pub async fn check_redrive_policy(worker: Arc<Worker>) {
+    match worker
+        .queue
+        .client()
+        .get_queue_attributes()
+        .queue_url(worker.queue.url())
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+    {
+        Ok(out) => warn_about_redrive(&worker, &out),
+        Err(e) => warn!(
+            error = %aws_error_message(&e),
+            "could not read the request queue's redrive policy"
+        ),
+    }
+}
+
+fn warn_about_redrive(worker: &Worker, out: &GetQueueAttributesOutput) {
+    let policy = out
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy));
+    let most = worker
+        .cfg
+        .sets
+        .iter()
+        .max_by_key(|(_, s)| s.max_attempts)
+        .map(|(name, s)| (name.as_str(), s.max_attempts));
+    if let Some((set, max_attempts)) = most
+        && let Some(w) = redrive_warning(policy.map(String::as_str), max_attempts, set)
+    {
+        warn!("{w}");
+    }
+}
+
+/// `ApproximateNumberOfMessages` of a queue's attributes.
+fn depth(out: &GetQueueAttributesOutput) -> Option<i64> {
+    out.attributes()?
+        .get(&QueueAttributeName::ApproximateNumberOfMessages)?
+        .parse()
+        .ok()
+}
+
+async fn queue_attributes(
+    worker: &Worker,
+    url: &str,
+    names: &[QueueAttributeName],
+) -> Result<GetQueueAttributesOutput, String> {
+    worker
+        .queue
+        .client()
+        .get_queue_attributes()
+        .queue_url(url)
+        .set_attribute_names(Some(names.to_vec()))
+        .send()
+        .await
+        .map_err(|e| aws_error_message(&e))
+}
+
+async fn probe_once(worker: &Worker, redrive_checked: &mut bool) {
+    let health = &worker.health;
+    let set_depth = |queue: &str, out: &GetQueueAttributesOutput| {
+        if let Some(n) = depth(out) {
+            worker
+                .metrics
+                .queue_messages
+                .get_or_create(&QueueLabel {
+                    queue: queue.into(),
+                })
+                .set(n);
+        }
+    };
+    let mut asked = vec![QueueAttributeName::ApproximateNumberOfMessages];
+    if !*redrive_checked {
+        asked.push(QueueAttributeName::RedrivePolicy);
+    }
+    let queue = queue_attributes(worker, worker.queue.url(), &asked)
+        .await
+        .map(|out| {
+            if !*redrive_checked {
+                *redrive_checked = true;
+                warn_about_redrive(worker, &out);
+            }
+            set_depth("requests", &out);
+        });
+    let dlq = queue_attributes(
+        worker,
+        worker.queue.dlq_url(),
+        &[QueueAttributeName::ApproximateNumberOfMessages],
+    )
+    .await
+    .map(|out| set_depth("dlq", &out));
+    let table = worker
+        .table
+        .client()
+        .describe_table()
+        .table_name(worker.table.name())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_error_message(&e));
+    let topic = worker
+        .events
+        .client()
+        .get_topic_attributes()
+        .topic_arn(worker.events.topic_arn())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_error_message(&e));
+    let status = |r: &Result<(), String>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e.clone(),
+    };
+    debug!(
+        queue = status(&queue),
+        dlq = status(&dlq),
+        table = status(&table),
+        topic = status(&topic),
+        "readiness probe"
+    );
+    if let Err(e) = dlq {
+        warn!(error = %e, "the DLQ's depth could not be read");
+    }
+    for (dep, r) in [
+        (Dependency::Queue, queue),
+        (Dependency::Table, table),
+        (Dependency::Topic, topic),
+    ] {
+        match r {
+            Ok(()) => health.answered(dep),
+            Err(e) => {
+                warn!(dependency = dep.name(), error = %e, "readiness probe failed");
+                health.failed(dep, e);
             }
         }
-        tokio::time::sleep(Health::PROBE_EVERY).await;
     }
 }
 

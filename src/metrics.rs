@@ -4,6 +4,15 @@
 //! *claim* is won or lost, a *hit* answers from the cache, a *miss* starts
 //! or joins a processing run, a *lease takeover* replaces an owner whose
 //! lease lapsed, requests *coalesced* share a run in this process.
+//!
+//! Every counter and histogram exists from the start at 0, for each
+//! configured set and each label value known in advance ([`Metrics::new`]),
+//! so that dashboards and alerts see 0, not "no data". The gauges an
+//! operator pages on (`ready`, `oldest_run_seconds`) are current at every
+//! scrape.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -11,6 +20,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+mod known;
+mod runs;
+
+pub use known::{AWS_SERVICES, DEAD_LETTER_REASONS, QUEUES};
+pub use runs::RunInProgress;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SetLabel {
@@ -39,7 +54,13 @@ pub struct ServiceLabel {
     pub service: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabel {
+    pub queue: String,
+}
+
 type BySet = Family<SetLabel, Counter>;
+type Seconds = Gauge<f64, AtomicU64>;
 
 /// Every metric of one worker process.
 pub struct Metrics {
@@ -67,11 +88,28 @@ pub struct Metrics {
     pub panics: Counter,
     pub stream_records_unmatched: Counter,
     pub dependency_resets: BySet,
+    /// Age of each message when received (now - SQS `SentTimestamp`).
+    pub message_age_seconds: Histogram,
+    /// `ApproximateNumberOfMessages` by queue, from the readiness probe.
+    pub queue_messages: Family<QueueLabel, Gauge>,
+    /// 1 when `/readyz` would answer ready (set at each scrape).
+    pub ready: Gauge,
+    /// Age of the oldest processing run in progress (set at each scrape).
+    pub oldest_run_seconds: Family<SetLabel, Seconds>,
+    runs: runs::Runs,
 }
 
 fn seconds_histogram() -> Histogram {
     Histogram::new([
         0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    ])
+}
+
+/// Ages of messages waiting on the queue: up to a day.
+fn age_histogram() -> Histogram {
+    Histogram::new([
+        0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0,
+        86400.0,
     ])
 }
 
@@ -102,6 +140,11 @@ impl Default for Metrics {
             panics: Counter::default(),
             stream_records_unmatched: Counter::default(),
             dependency_resets: BySet::default(),
+            message_age_seconds: age_histogram(),
+            queue_messages: Family::default(),
+            ready: Gauge::default(),
+            oldest_run_seconds: Family::default(),
+            runs: runs::Runs::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -219,13 +262,44 @@ impl Default for Metrics {
             "Caches reset because an entity they depend on was triggered",
             m.dependency_resets.clone(),
         );
+        registry.register(
+            "message_age_seconds",
+            "Age of messages when received (since SQS SentTimestamp)",
+            m.message_age_seconds.clone(),
+        );
+        registry.register(
+            "queue_messages",
+            "ApproximateNumberOfMessages of the request queue and the DLQ (readiness probe)",
+            m.queue_messages.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 when /readyz answers ready, else 0",
+            m.ready.clone(),
+        );
+        registry.register(
+            "oldest_run_seconds",
+            "Age of the oldest processing run in progress in this process (0 when none)",
+            m.oldest_run_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
 
 impl Metrics {
+    /// Notes a processing run of `set` in progress until the returned
+    /// value is dropped.
+    pub fn run_started(&self, set: &str) -> RunInProgress {
+        self.runs.start(set)
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        for (set, age) in self.runs.oldest(Instant::now()) {
+            self.oldest_run_seconds
+                .get_or_create(&Self::set(&set))
+                .set(age.as_secs_f64());
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
@@ -243,3 +317,6 @@ impl Metrics {
         family.get_or_create(&Self::set(set)).get()
     }
 }
+
+#[cfg(test)]
+mod tests;

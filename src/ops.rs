@@ -57,6 +57,8 @@ async fn readyz(State(w): State<Arc<Worker>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(w): State<Arc<Worker>>) -> impl IntoResponse {
+    let (ready, _) = w.health.readiness();
+    w.metrics.ready.set(i64::from(ready));
     (
         [(
             header::CONTENT_TYPE,

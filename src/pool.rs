@@ -190,6 +190,14 @@ async fn poll(
             .receive_batch_size
             .observe(messages.len() as f64);
         worker.metrics.received.inc_by(messages.len() as u64);
+        let now = crate::queue::now_millis();
+        for sent_at in messages.iter().filter_map(|m| m.sent_at) {
+            let age_ms = (now - sent_at).max(0);
+            worker
+                .metrics
+                .message_age_seconds
+                .observe(age_ms as f64 / 1000.0);
+        }
         for msg in messages {
             let Some(permit) = permits.split(1) else {
                 // Cannot happen (we asked for at most `want`); never lose

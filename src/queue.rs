@@ -33,6 +33,9 @@ pub struct Received {
     pub body: String,
     /// `ApproximateReceiveCount`: 1 on first delivery.
     pub receive_count: u32,
+    /// `SentTimestamp`: when the message was first sent (ms since the
+    /// epoch, SQS's clock).
+    pub sent_at: Option<i64>,
     pub attributes: HashMap<String, MessageAttributeValue>,
 }
 
@@ -129,6 +132,10 @@ impl Queue {
         &self.url
     }
 
+    pub fn dlq_url(&self) -> &str {
+        &self.dlq_url
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -148,6 +155,7 @@ impl Queue {
             .wait_time_seconds(wait.as_secs().min(20) as i32)
             .visibility_timeout(visibility_secs(visibility))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_attribute_names("All")
             .send()
             .await
@@ -157,17 +165,20 @@ impl Queue {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|m| {
-                let receive_count = m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                let system = |name: MessageSystemAttributeName| {
+                    m.attributes.as_ref().and_then(|a| a.get(&name)).cloned()
+                };
+                let receive_count = system(MessageSystemAttributeName::ApproximateReceiveCount)
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(1);
+                let sent_at =
+                    system(MessageSystemAttributeName::SentTimestamp).and_then(|t| t.parse().ok());
                 Some(Received {
                     message_id: m.message_id?,
                     receipt: m.receipt_handle?,
                     body: m.body.unwrap_or_default(),
                     receive_count,
+                    sent_at,
                     attributes: m.message_attributes.unwrap_or_default(),
                 })
             })

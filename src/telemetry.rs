@@ -7,6 +7,16 @@
 //! attributes of each message (the producer's span becomes the parent of the
 //! message's span) and written into the SNS completion events and the `http`
 //! processor's request headers, so a trace runs end to end.
+//!
+//! Propagation does not depend on export: the OpenTelemetry layer is always
+//! installed. With export it records this daemon's spans (downstream spans
+//! become their children); without, its tracer is OpenTelemetry's no-op
+//! tracer, whose spans carry their parent's context, so the producer's
+//! context goes out unchanged (downstream spans become children of the
+//! producer's span, and nothing dangles) and a message that came without
+//! one gets none. Nor does it depend on the log level: `log.level` filters
+//! what is logged, while the daemon's own spans always reach the trace
+//! layer.
 
 use std::collections::HashMap;
 
@@ -15,8 +25,10 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -42,8 +54,10 @@ impl Telemetry {
 /// tokio runtime when an OTLP endpoint is configured.
 pub fn init(cfg: &Config) -> anyhow::Result<Telemetry> {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let log_filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level))
+    };
     let json = match cfg.log.format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
@@ -68,16 +82,26 @@ pub fn init(cfg: &Config) -> anyhow::Result<Telemetry> {
         None => None,
         Some(endpoint) => Some(provider(cfg, endpoint)?),
     };
-    let otel = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
+    let otel = match &provider {
+        Some(p) => tracing_opentelemetry::layer()
             .with_tracer(p.tracer("triggered-cache"))
             .with_tracked_inactivity(false)
+            .boxed(),
+        None => tracing_opentelemetry::layer()
+            .with_tracer(opentelemetry::trace::noop::NoopTracer::new())
+            .with_tracked_inactivity(false)
+            .boxed(),
+    };
+    // The log level filters what is logged, not the spans that carry the
+    // trace context: this daemon's spans stay on for the trace layer, so a
+    // quiet log.level neither breaks propagation nor empties the export.
+    let own_spans = tracing_subscriber::filter::filter_fn(|m| {
+        m.is_span() && m.target().starts_with("triggered_cache") && *m.level() <= Level::INFO
     });
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(otel)
+        .with(fmt.with_filter(log_filter()))
+        .with(otel.with_filter(log_filter().or(own_spans)))
         .try_init();
     Ok(Telemetry { provider })
 }
@@ -169,8 +193,9 @@ impl Injector for MapInjector<'_> {
     }
 }
 
-/// The W3C trace context of the current span, as header/attribute pairs
-/// (empty when traces are not exported).
+/// The W3C trace context of the current span, as header/attribute pairs:
+/// this daemon's span when traces are exported, else the producer's context
+/// as received; empty when the message carried none and nothing is exported.
 pub fn current_context() -> Vec<(String, String)> {
     let mut out = Vec::new();
     let cx = tracing::Span::current().context();

@@ -145,6 +145,7 @@ impl Worker {
         };
         let rules = Rules::new(&cfg.streams, &cfg.key_names())
             .map_err(|e| anyhow::anyhow!("invalid [[streams]] rules: {e:?}"))?;
+        let metrics = Arc::new(Metrics::new(&cfg));
         Ok(Worker {
             rules,
             dependencies: None,
@@ -152,7 +153,7 @@ impl Worker {
             table,
             queue,
             events,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             health: Arc::default(),
             processors,
             schema,
@@ -598,6 +599,7 @@ impl Worker {
             return self.fail(key, set, run, &error, leader).await;
         }
         self.metrics.processing_runs.get_or_create(&labels).inc();
+        let _in_progress = self.metrics.run_started(set);
         self.unfinished
             .lock()
             .expect("runs lock")

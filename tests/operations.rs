@@ -95,6 +95,11 @@ async fn sigterm_with_slow_work_in_flight_exits_0_and_returns_the_work_at_once()
         },
     )
     .await;
+    let (_, metrics) = d.get("/metrics").await;
+    assert!(
+        metrics.contains("\ntriggered_cache_ready 0\n"),
+        "the ready gauge follows: {metrics}"
+    );
     assert_eq!(d.wait_exit(T).await, Some(0), "{}", d.log_text());
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -174,5 +179,190 @@ max_attempts = 1
     assert!(
         !events.contains(secret) && !events.contains("tOkEn-77a2"),
         "a secret leaked into events"
+    );
+}
+
+/// A configuration file with two sets (the other keys come from `bin`).
+fn two_sets(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let config = dir.path().join("config.toml");
+    let set = |name: &str| {
+        format!(
+            "[sets.{name}]\nprocessor = {{ kind = \"command\", program = \"examples/processors/summarize.py\" }}\n"
+        )
+    };
+    std::fs::write(&config, set("summary") + &set("digest")).unwrap();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_daemon_lists_every_metric_at_0_for_each_set() {
+    let env = Env::new("fresh-metrics").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin(&env);
+    cmd.env("TRIGGERED_CACHE_CONFIG", two_sets(&dir));
+    let mut d = Daemon::spawn(cmd);
+    // Before any message.
+    let (_, metrics) = d.get("/metrics").await;
+    for set in ["summary", "digest"] {
+        for family in [
+            "hits",
+            "misses",
+            "claims_won",
+            "claims_lost",
+            "coalesced",
+            "lease_takeovers",
+            "trigger_deadline_expiries",
+            "invalidations",
+            "parked",
+            "processing_runs",
+            "stale_results",
+            "dependency_resets",
+        ] {
+            let line = format!("triggered_cache_{family}_total{{set=\"{set}\"}} 0");
+            assert!(metrics.contains(&line), "no {line:?} in\n{metrics}");
+        }
+        let mut lines = vec![
+            format!("triggered_cache_processing_seconds_count{{set=\"{set}\"}} 0"),
+            format!(
+                "triggered_cache_processing_failures_total{{set=\"{set}\",kind=\"retryable\"}} 0"
+            ),
+            format!(
+                "triggered_cache_processing_failures_total{{set=\"{set}\",kind=\"permanent\"}} 0"
+            ),
+            format!("triggered_cache_oldest_run_seconds{{set=\"{set}\"}} 0.0"),
+        ];
+        for event in ["hit", "ready", "failed", "reset"] {
+            lines.push(format!(
+                "triggered_cache_events_published_total{{event=\"{event}\",set=\"{set}\"}} 0"
+            ));
+        }
+        for line in lines {
+            assert!(metrics.contains(&line), "no {line:?} in\n{metrics}");
+        }
+    }
+    for line in [
+        "triggered_cache_dead_lettered_total{reason=\"malformed\"} 0",
+        "triggered_cache_dead_lettered_total{reason=\"failed\"} 0",
+        "triggered_cache_aws_errors_total{service=\"sqs\"} 0",
+        "triggered_cache_aws_errors_total{service=\"dynamodb\"} 0",
+        "triggered_cache_aws_errors_total{service=\"sns\"} 0",
+        "triggered_cache_message_age_seconds_count 0",
+        "triggered_cache_messages_received_total 0",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(T).await, Some(0));
+}
+
+/// The value of a sample of `/metrics`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_gauges_follow_readiness_queues_message_ages_and_runs() {
+    let env = Env::new("gauges").await;
+    let mut cmd = bin(&env);
+    cmd.env("SUMMARIZE_DELAY", "3");
+    let mut d = Daemon::spawn(cmd);
+    let scrape = |series: &'static str| {
+        let d = &d;
+        async move { sample(&d.get("/metrics").await.1, series) }
+    };
+    wait_until("ready = 1", T, || async {
+        scrape("triggered_cache_ready").await == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        d.get("/readyz").await.0,
+        200,
+        "the gauge says what /readyz says"
+    );
+
+    // A run in progress ages; the gauge is 0 again once it ends.
+    env.send(&Env::request("order#g", "summary")).await;
+    wait_until("the run to show its age", T, || async {
+        scrape("triggered_cache_oldest_run_seconds{set=\"summary\"}")
+            .await
+            .is_some_and(|age| age >= 1.0)
+    })
+    .await;
+    env.wait_events("a ready event", T, |e| {
+        e.iter().any(|e| e["event"] == "ready")
+    })
+    .await;
+    wait_until("no run in progress", T, || async {
+        scrape("triggered_cache_oldest_run_seconds{set=\"summary\"}").await == Some(0.0)
+    })
+    .await;
+
+    // The DLQ's depth comes with the next readiness probe (every 10s).
+    env.send_raw("garbage").await;
+    wait_until("the queue depths", Duration::from_secs(40), || async {
+        let metrics = d.get("/metrics").await.1;
+        sample(&metrics, "triggered_cache_queue_messages{queue=\"dlq\"}") == Some(1.0)
+            && sample(
+                &metrics,
+                "triggered_cache_queue_messages{queue=\"requests\"}",
+            ) == Some(0.0)
+    })
+    .await;
+    let (_, metrics) = d.get("/metrics").await;
+    assert_eq!(
+        sample(&metrics, "triggered_cache_message_age_seconds_count"),
+        Some(2.0),
+        "each received message's age is observed: {metrics}"
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(T).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_endpoints_no_readiness_probe_runs_but_the_redrive_check_does() {
+    let env = Env::new("no-probe").await;
+    let mut cmd = bin(&env);
+    // The test queue redrives after 5 receives; 4 attempts need 6.
+    cmd.env("TRIGGERED_CACHE__SETS__SUMMARY__MAX_ATTEMPTS", "4")
+        .env("RUST_LOG", "info,triggered_cache=debug");
+    let mut d = Daemon::spawn_without_endpoints(cmd);
+    // A probe starts with the daemon: by the time a request is answered,
+    // its first round would have been logged.
+    env.send(&Env::request("order#p", "summary")).await;
+    env.wait_events("a ready event", T, |e| {
+        e.iter().any(|e| e["event"] == "ready")
+    })
+    .await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(T).await, Some(0), "{}", d.log_text());
+    wait_until("the last log line", T, || async {
+        !d.log_lines("worker pool stopped").is_empty()
+    })
+    .await;
+    assert!(
+        !d.log_lines("completion event published").is_empty(),
+        "debug logs are on: {}",
+        d.log_text()
+    );
+    assert_eq!(
+        d.log_lines("readiness probe").len(),
+        0,
+        "no probe without http.listen: {}",
+        d.log_text()
+    );
+    let redrive = d
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("redrive policy has maxReceiveCount 5"))
+        .count();
+    assert_eq!(
+        redrive,
+        1,
+        "the redrive check still runs, once: {}",
+        d.log_text()
     );
 }

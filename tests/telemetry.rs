@@ -1,7 +1,8 @@
 //! Traces: a message's span is a child of the producer's trace (W3C
 //! `traceparent` in the SQS message attributes), the DynamoDB calls, the
 //! processor and the SNS publish are its children, and the completion event
-//! carries the trace on. Checked with an in-process OTLP receiver.
+//! carries the trace on. Checked with an in-process OTLP receiver, and
+//! without any export (the context is carried either way).
 
 mod common;
 
@@ -116,28 +117,12 @@ async fn completion_events_carry_the_trace_context() {
         .send()
         .await
         .unwrap();
-    // Read the event with its message attributes (raw delivery keeps them).
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let traceparent = loop {
-        assert!(std::time::Instant::now() < deadline, "no event arrived");
-        let out = env
-            .sqs
-            .receive_message()
-            .queue_url(&env.events_url)
-            .message_attribute_names("All")
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        if let Some(m) = out.messages.unwrap_or_default().into_iter().next() {
-            let attrs = m.message_attributes.unwrap_or_default();
-            assert_eq!(attrs["event"].string_value.as_deref(), Some("ready"));
-            assert_eq!(attrs["set"].string_value.as_deref(), Some("summary"));
-            break attrs
-                .get("traceparent")
-                .and_then(|a| a.string_value.clone());
-        }
-    };
+    let attrs = first_event_attributes(&env).await;
+    assert_eq!(attrs["event"].string_value.as_deref(), Some("ready"));
+    assert_eq!(attrs["set"].string_value.as_deref(), Some("summary"));
+    let traceparent = attrs
+        .get("traceparent")
+        .and_then(|a| a.string_value.clone());
     let traceparent = traceparent.expect("the event carries a traceparent attribute");
     assert!(traceparent.contains(PRODUCER_TRACE), "{traceparent}");
     d.signal("TERM");
@@ -197,5 +182,151 @@ async fn traces_can_be_exported_over_http_protobuf() {
     assert!(
         body.windows(needle.len()).any(|w| w == needle),
         "the batch holds our spans"
+    );
+}
+
+/// The message attributes of the first completion event to arrive (raw
+/// delivery keeps them).
+async fn first_event_attributes(
+    env: &Env,
+) -> std::collections::HashMap<String, MessageAttributeValue> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no event arrived");
+        let out = env
+            .sqs
+            .receive_message()
+            .queue_url(&env.events_url)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = out.messages.unwrap_or_default().into_iter().next() {
+            return m.message_attributes.unwrap_or_default();
+        }
+    }
+}
+
+/// An `http` processor that records the `traceparent` header of each call
+/// and answers a value; returns its URL and what it saw.
+async fn tracing_http_processor() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::HeaderMap;
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let sink = sink.clone();
+        async move {
+            let tp = headers
+                .get("traceparent")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            sink.lock().unwrap().push(tp);
+            axum::Json(serde_json::json!({"value": {"ok": true}}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/process"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_export_the_producers_trace_context_reaches_events_and_the_http_processor() {
+    let env = Env::new("otel-off").await;
+    let (url, seen) = tracing_http_processor().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[sets.summary]\nprocessor = {{ kind = \"http\", url = \"{url}\" }}\n"),
+    )
+    .unwrap();
+    // No telemetry.otlp_endpoint: nothing is exported.
+    let mut cmd = bin(&env);
+    cmd.env("TRIGGERED_CACHE_CONFIG", &config);
+    let mut d = Daemon::spawn(cmd);
+    let producer = format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01");
+    env.sqs
+        .send_message()
+        .queue_url(&env.queue_url)
+        .message_body(Env::request("order#off", "summary").to_string())
+        .message_attributes(
+            "traceparent",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(&producer)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let attrs = first_event_attributes(&env).await;
+    assert_eq!(attrs["event"].string_value.as_deref(), Some("ready"));
+    d.signal("TERM");
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(30)).await,
+        Some(0),
+        "{}",
+        d.log_text()
+    );
+    // Nothing of this daemon's is recorded, so the producer's context goes
+    // on unchanged: downstream spans become children of the producer's.
+    assert_eq!(
+        attrs
+            .get("traceparent")
+            .and_then(|a| a.string_value.as_deref()),
+        Some(producer.as_str()),
+        "the event carries the producer's trace context"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![producer],
+        "the http processor got the producer's trace context"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_context_flows_whatever_the_log_level() {
+    let env = Env::new("otel-quiet").await;
+    let mut cmd = bin(&env);
+    // Quiet logs (the endpoints' address is still logged for the harness).
+    cmd.env(
+        "TRIGGERED_CACHE__LOG__LEVEL",
+        "warn,triggered_cache::daemon=info",
+    );
+    let mut d = Daemon::spawn(cmd);
+    let producer = format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01");
+    env.sqs
+        .send_message()
+        .queue_url(&env.queue_url)
+        .message_body(Env::request("order#q", "summary").to_string())
+        .message_attributes(
+            "traceparent",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(&producer)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let attrs = first_event_attributes(&env).await;
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(30)).await, Some(0));
+    assert!(
+        !d.log_text().contains("committed READY"),
+        "info lines are filtered out: {}",
+        d.log_text()
+    );
+    assert_eq!(
+        attrs
+            .get("traceparent")
+            .and_then(|a| a.string_value.as_deref()),
+        Some(producer.as_str()),
+        "the event carries the producer's trace context"
     );
 }

@@ -774,3 +774,46 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+impl Daemon {
+    /// Starts `run` without operations endpoints (`http.listen = ""`):
+    /// returns once the process runs, with its logs collected; its `addr`
+    /// is unspecified (do not `get`).
+    pub fn spawn_without_endpoints(mut cmd: std::process::Command) -> Daemon {
+        use std::io::BufRead;
+        let mut child = cmd
+            .env("TRIGGERED_CACHE__HTTP__LISTEN", "")
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Daemon {
+            child,
+            addr: ([0, 0, 0, 0], 0).into(),
+            logs,
+        }
+    }
+
+    /// The JSON log lines whose message is `message`.
+    pub fn log_lines(&self, message: &str) -> Vec<Json> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+            .filter(|v| v["message"] == message)
+            .collect()
+    }
+}
