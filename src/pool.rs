@@ -341,7 +341,7 @@ async fn settle(worker: &Worker, msg: &Received, disposition: Disposition) {
                         })
                         .inc();
                     metrics.deleted.inc();
-                    warn!(kind, reason, "message dead-lettered");
+                    warn!(kind, reason = %reason, "message dead-lettered");
                 }
                 Err(e) => {
                     warn!(error = %e, "dead-lettering failed; the message stays on the queue");

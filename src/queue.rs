@@ -233,7 +233,7 @@ impl Queue {
             // keep the message whole and say why here.
             tracing::error!(
                 kind,
-                reason,
+                reason = %reason,
                 source_message_id = %msg.message_id,
                 "dead-lettering a message too large to carry its reason; the reason is only in this log line"
             );

@@ -773,7 +773,7 @@ impl Worker {
                     attempt,
                     max_attempts = set_cfg.max_attempts,
                     retry_in_ms = delay_ms,
-                    error,
+                    error = %error,
                     "processing failed (retryable); retrying later"
                 );
                 Ok(Step::Done(Disposition::RetryAfter(Duration::from_millis(
@@ -800,7 +800,7 @@ impl Worker {
         let write = state::fail(rid, epoch, error, message_id);
         match self.table.update(key, &[(set, &write)]).await? {
             Updated::Applied(new) => {
-                warn!(epoch, error, "processing failed; the cache is FAILED");
+                warn!(epoch, error = %error, "processing failed; the cache is FAILED");
                 let coalesced = seal(leader);
                 self.publish(CompletionEvent {
                     request_id: Some(rid),
