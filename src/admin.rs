@@ -3,6 +3,7 @@
 
 mod dlq;
 mod redrive;
+mod show;
 
 use std::time::Duration;
 
@@ -148,7 +149,7 @@ pub async fn inspect(
                 .unwrap_or_else(|| "-".into()),
             r.error
                 .clone()
-                .map(|e| crate::message::printable(&e))
+                .map(|e| show::readable_cut(&e, 80))
                 .unwrap_or_else(|| "-".into()),
         ]);
     }

@@ -93,8 +93,9 @@ pub enum ConfigCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCmd {
-    /// List dead-lettered messages with the reason each was dead-lettered.
-    /// They stay in the DLQ.
+    /// List dead-lettered messages with the reason each was dead-lettered
+    /// (bodies and reasons that are JSON printed as JSON). They stay in the
+    /// DLQ.
     List {
         /// At most this many.
         #[arg(long, default_value_t = 50)]

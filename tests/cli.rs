@@ -192,6 +192,7 @@ async fn dlq_list_shows_reasons_and_redrive_moves_messages_back() {
     let (out, _) = run(&env, &["dlq", "list"]);
     for i in 0..3 {
         assert!(out.contains(&format!("reason number {i}")), "{out}");
+        assert!(out.contains(&format!("{{\"broken\":{i}}}")), "{out}");
         assert!(out.contains(&format!("m-{i}")), "{out}");
     }
     // Listing leaves them in the DLQ, visible.
@@ -228,6 +229,43 @@ async fn dlq_list_shows_reasons_and_redrive_moves_messages_back() {
     }
     let (out, _) = run(&env, &["dlq", "list"]);
     assert!(out.contains("empty"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_list_prints_json_bodies_and_reasons_as_json() {
+    let env = Env::new("cli-dlq-json").await;
+    let body =
+        r#"{"v":1,"type":"request","key":{"pk":"order#9"},"set":"nope","input":{"note":"a b"}}"#;
+    let pretty = "{\n  \"pretty\": [1, 2]\n}";
+    let reason = r#"HTTP 500 from the processor: {"error":"boom"}"#;
+    for (b, r) in [
+        (body, reason),
+        (pretty, r#"{"status":"bad"}"#),
+        ("plain text", "a\nb"),
+    ] {
+        env.sqs
+            .send_message()
+            .queue_url(&env.dlq_url)
+            .message_body(b)
+            .message_attributes("error", attr(r))
+            .message_attributes("errorKind", attr("malformed"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (out, _) = run(&env, &["dlq", "list"]);
+    for shown in [
+        body,
+        reason,
+        r#"{"pretty":[1,2]}"#,
+        r#"{"status":"bad"}"#,
+        "plain text",
+        "a\\nb",
+    ] {
+        assert!(out.contains(shown), "{shown} is not in {out}");
+    }
+    assert!(!out.contains("\\\""), "no backslash-escaped quotes: {out}");
+    assert_eq!(env.dlq_depth().await, 3, "listing leaves them visible");
 }
 
 /// A running daemon whose processor fails for good, and a DLQ it filled

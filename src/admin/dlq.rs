@@ -10,6 +10,7 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, QueueAttributeName,
 };
 
+use super::show;
 use crate::config::Config;
 use crate::queue::{ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID};
 use crate::table::aws_error_message;
@@ -181,7 +182,8 @@ impl Dlq {
 const LIST_HIDE_SECS: i32 = 30;
 
 /// `dlq list`: up to `limit` dead-lettered messages with their reasons.
-/// They stay in the DLQ, visible again at once.
+/// They stay in the DLQ, visible again at once. Bodies and reasons that
+/// are JSON are printed as JSON.
 pub async fn dlq_list(
     cfg: &Config,
     sdk: &aws_config::SdkConfig,
@@ -225,22 +227,25 @@ pub async fn dlq_list(
         println!("the dead-letter queue is empty");
         return Ok(());
     }
-    let mut rows = vec![vec![
-        "MESSAGE".to_string(),
-        "KIND".into(),
-        "REASON".into(),
-        "BODY".into(),
-    ]];
     for m in &msgs {
-        let printable = |v: Option<&str>| crate::message::printable(v.unwrap_or("-"));
-        rows.push(vec![
-            printable(m.attr(ATTR_SOURCE_ID)),
-            printable(m.kind()),
-            printable(m.attr(ATTR_ERROR)),
-            crate::message::printable(&m.body),
-        ]);
+        println!("{}", entry(m));
     }
-    super::print_table(&rows);
     eprintln!("{} message(s)", msgs.len());
     Ok(())
+}
+
+/// One message of `dlq list`: who it was, why it was dead-lettered, what
+/// it said.
+fn entry(m: &DeadLetter) -> String {
+    let or_dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
+    format!(
+        "MessageId {}  sourceMessageId {}  errorKind {}\n  error: {}\n  body:  {}\n",
+        m.message_id,
+        or_dash(m.attr(ATTR_SOURCE_ID)),
+        or_dash(m.kind()),
+        m.attr(ATTR_ERROR).map(show::readable).unwrap_or_else(|| {
+            "- (none: moved by the queue's redrive policy, or too large to carry a reason)".into()
+        }),
+        show::readable(&m.body),
+    )
 }
