@@ -1,19 +1,25 @@
 //! The operators' commands: send messages, inspect and reset an item's
 //! caches, list and re-drive the dead-letter queue.
 
-use std::collections::{HashMap, HashSet};
+mod dlq;
+mod redrive;
+mod show;
+
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value as Json, json};
 
 use crate::config::{Config, EventKind};
 use crate::events::{CompletionEvent, Publisher};
 use crate::item::{Attrs, Key, KeyValue};
-use crate::queue::{ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID, now_millis};
+use crate::queue::now_millis;
 use crate::state::{self, Record};
 use crate::table::{Table, Updated, aws_error_message};
+
+pub use dlq::{DeadLetter, dlq_list};
+pub use redrive::{Redrive, Report as RedriveReport, dlq_redrive};
 
 /// The item's key from the command line: the partition key value and, for
 /// tables with a sort key, the sort key value.
@@ -143,7 +149,7 @@ pub async fn inspect(
                 .unwrap_or_else(|| "-".into()),
             r.error
                 .clone()
-                .map(|e| crate::message::printable(&e))
+                .map(|e| show::readable_cut(&e, 80))
                 .unwrap_or_else(|| "-".into()),
         ]);
     }
@@ -271,166 +277,4 @@ fn progress(len: u64, what: &'static str) -> ProgressBar {
     );
     bar.set_message(what);
     bar
-}
-
-/// One dead-lettered message.
-#[derive(Debug)]
-pub struct DeadLetter {
-    pub message_id: String,
-    pub receipt: String,
-    pub body: String,
-    pub attributes: HashMap<String, MessageAttributeValue>,
-}
-
-impl DeadLetter {
-    fn attr(&self, name: &str) -> String {
-        self.attributes
-            .get(name)
-            .and_then(|a| a.string_value.clone())
-            .unwrap_or_else(|| "-".into())
-    }
-}
-
-/// Receives up to `limit` distinct messages of the DLQ, hidden for
-/// `hide` while we work on them.
-async fn receive_dlq(
-    sqs: &aws_sdk_sqs::Client,
-    url: &str,
-    limit: usize,
-    hide: i32,
-) -> anyhow::Result<Vec<DeadLetter>> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    let mut empty = 0;
-    while out.len() < limit && empty < 2 {
-        let resp = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(((limit - out.len()).min(10)) as i32)
-            .visibility_timeout(hide)
-            .wait_time_seconds(1)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("receiving from {url}: {}", aws_error_message(&e)))?;
-        let msgs = resp.messages.unwrap_or_default();
-        if msgs.is_empty() {
-            empty += 1;
-            continue;
-        }
-        empty = 0;
-        for m in msgs {
-            let (Some(id), Some(receipt)) = (m.message_id, m.receipt_handle) else {
-                continue;
-            };
-            if seen.insert(id.clone()) {
-                out.push(DeadLetter {
-                    message_id: id,
-                    receipt,
-                    body: m.body.unwrap_or_default(),
-                    attributes: m.message_attributes.unwrap_or_default(),
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// `dlq list`: the dead-lettered messages with their reasons. They stay in
-/// the DLQ (visible again at once).
-pub async fn dlq_list(
-    cfg: &Config,
-    sdk: &aws_config::SdkConfig,
-    limit: usize,
-) -> anyhow::Result<()> {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let msgs = receive_dlq(&sqs, &cfg.sqs.dlq_url, limit, 30).await?;
-    let mut rows = vec![vec![
-        "MESSAGE".to_string(),
-        "KIND".into(),
-        "REASON".into(),
-        "BODY".into(),
-    ]];
-    for m in &msgs {
-        rows.push(vec![
-            m.attr(ATTR_SOURCE_ID),
-            m.attr(ATTR_ERROR_KIND),
-            crate::message::printable(&m.attr(ATTR_ERROR)),
-            crate::message::printable(&m.body),
-        ]);
-    }
-    for m in &msgs {
-        let _ = sqs
-            .change_message_visibility()
-            .queue_url(&cfg.sqs.dlq_url)
-            .receipt_handle(&m.receipt)
-            .visibility_timeout(0)
-            .send()
-            .await;
-    }
-    if msgs.is_empty() {
-        println!("the dead-letter queue is empty");
-    } else {
-        print_table(&rows);
-        eprintln!("{} message(s)", msgs.len());
-    }
-    Ok(())
-}
-
-/// `dlq redrive`: moves dead-lettered messages back to the request queue
-/// (without the reason attributes). Each is deleted from the DLQ only
-/// after it was sent.
-pub async fn dlq_redrive(
-    cfg: &Config,
-    sdk: &aws_config::SdkConfig,
-    limit: usize,
-) -> anyhow::Result<usize> {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let bar = progress(limit.min(1_000_000) as u64, "re-driving");
-    let mut moved = 0;
-    while moved < limit {
-        let batch = receive_dlq(&sqs, &cfg.sqs.dlq_url, (limit - moved).min(10), 60).await?;
-        if batch.is_empty() {
-            break;
-        }
-        for m in batch {
-            let attributes: HashMap<String, MessageAttributeValue> = m
-                .attributes
-                .iter()
-                .filter(|(k, _)| {
-                    ![ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID].contains(&k.as_str())
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            sqs.send_message()
-                .queue_url(&cfg.sqs.queue_url)
-                .message_body(&m.body)
-                .set_message_attributes((!attributes.is_empty()).then_some(attributes))
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "sending to {}: {}",
-                        cfg.sqs.queue_url,
-                        aws_error_message(&e)
-                    )
-                })?;
-            sqs.delete_message()
-                .queue_url(&cfg.sqs.dlq_url)
-                .receipt_handle(&m.receipt)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "deleting from {}: {}",
-                        cfg.sqs.dlq_url,
-                        aws_error_message(&e)
-                    )
-                })?;
-            moved += 1;
-            bar.inc(1);
-        }
-    }
-    bar.finish_and_clear();
-    Ok(moved)
 }

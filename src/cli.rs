@@ -38,6 +38,7 @@ Examples:
   triggered-cache send trigger order#123 --set '*'
   triggered-cache inspect order#123
   triggered-cache dlq list
+  triggered-cache dlq redrive --skip-malformed
 
 Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage.";
 
@@ -92,19 +93,26 @@ pub enum ConfigCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCmd {
-    /// List dead-lettered messages with the reason each was dead-lettered.
-    /// They stay in the DLQ.
+    /// List dead-lettered messages with the reason each was dead-lettered
+    /// (bodies and reasons that are JSON printed as JSON). They stay in the
+    /// DLQ.
     List {
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Move dead-lettered messages back to the request queue (after fixing
-    /// what made them fail).
+    /// Move the messages that are in the dead-letter queue now back to the
+    /// request queue (after fixing what made them fail), then stop and
+    /// print how many moved, by errorKind. Messages dead-lettered again
+    /// while it runs are left in the DLQ.
     Redrive {
-        /// At most this many (default: all).
+        /// At most this many (default: all that were there at the start).
         #[arg(long)]
         limit: Option<usize>,
+        /// Leave messages whose errorKind is `malformed` in the DLQ: sent
+        /// back, they would only be dead-lettered again.
+        #[arg(long)]
+        skip_malformed: bool,
     },
 }
 
@@ -275,10 +283,17 @@ async fn dispatch(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
             action: DlqCmd::List { limit },
         } => admin::dlq_list(&cfg, &sdk, limit).await,
         Cmd::Dlq {
-            action: DlqCmd::Redrive { limit },
+            action:
+                DlqCmd::Redrive {
+                    limit,
+                    skip_malformed,
+                },
         } => {
-            let moved = admin::dlq_redrive(&cfg, &sdk, limit.unwrap_or(usize::MAX)).await?;
-            println!("re-drove {moved} message(s) to {}", cfg.sqs.queue_url);
+            let opts = admin::Redrive {
+                limit: limit.unwrap_or(usize::MAX),
+                skip_malformed,
+            };
+            println!("{}", admin::dlq_redrive(&cfg, &sdk, opts).await?);
             Ok(())
         }
         Cmd::Config { .. } => unreachable!("handled above"),

@@ -270,7 +270,8 @@ fn string_attr(v: &str) -> MessageAttributeValue {
         .expect("data type is set")
 }
 
-fn attr_size(name: &str, v: &MessageAttributeValue) -> usize {
+/// What a message attribute counts towards SQS's size limit.
+pub fn attr_size(name: &str, v: &MessageAttributeValue) -> usize {
     name.len()
         + v.data_type().len()
         + v.string_value().map_or(0, str::len)

@@ -3,13 +3,15 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
-use common::{Env, bin};
+use common::{Env, Recorder, Running, bin, wait_until};
 use serde_json::{Value as Json, json};
 use triggered_cache::item::to_av;
 use triggered_cache::state::Status;
+use triggered_cache::{ProcessError, Processor};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -19,6 +21,14 @@ fn run(env: &Env, args: &[&str]) -> (String, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{args:?} failed: {stderr}");
     (stdout, stderr)
+}
+
+fn attr(v: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(v)
+        .build()
+        .unwrap()
 }
 
 async fn put_ready(env: &Env, pk: &str) {
@@ -163,13 +173,6 @@ async fn inspect_shows_the_cache_state_and_reset_makes_it_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dlq_list_shows_reasons_and_redrive_moves_messages_back() {
     let env = Env::new("cli-dlq").await;
-    let attr = |v: &str| {
-        MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(v)
-            .build()
-            .unwrap()
-    };
     for i in 0..3 {
         env.sqs
             .send_message()
@@ -189,28 +192,17 @@ async fn dlq_list_shows_reasons_and_redrive_moves_messages_back() {
     let (out, _) = run(&env, &["dlq", "list"]);
     for i in 0..3 {
         assert!(out.contains(&format!("reason number {i}")), "{out}");
+        assert!(out.contains(&format!("{{\"broken\":{i}}}")), "{out}");
         assert!(out.contains(&format!("m-{i}")), "{out}");
     }
     // Listing leaves them in the DLQ, visible.
-    let dlq_depth = env
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&env.dlq_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()
-        .into_values()
-        .next()
-        .unwrap();
-    assert_eq!(dlq_depth, "3");
+    assert_eq!(env.dlq_depth().await, 3);
 
     let (out, _) = run(&env, &["dlq", "redrive", "--limit", "2"]);
-    assert!(out.contains("re-drove 2"), "{out}");
+    assert!(out.contains("moved 2 messages (2 malformed)"), "{out}");
+    assert!(out.contains("stopped at --limit 2"), "{out}");
     let (out, _) = run(&env, &["dlq", "redrive"]);
-    assert!(out.contains("re-drove 1"), "{out}");
+    assert!(out.starts_with("moved 1 message (1 malformed)"), "{out}");
     assert_eq!(env.queue_depth().await.0, 3);
     let got = env
         .sqs
@@ -237,4 +229,126 @@ async fn dlq_list_shows_reasons_and_redrive_moves_messages_back() {
     }
     let (out, _) = run(&env, &["dlq", "list"]);
     assert!(out.contains("empty"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_list_prints_json_bodies_and_reasons_as_json() {
+    let env = Env::new("cli-dlq-json").await;
+    let body =
+        r#"{"v":1,"type":"request","key":{"pk":"order#9"},"set":"nope","input":{"note":"a b"}}"#;
+    let pretty = "{\n  \"pretty\": [1, 2]\n}";
+    let reason = r#"HTTP 500 from the processor: {"error":"boom"}"#;
+    for (b, r) in [
+        (body, reason),
+        (pretty, r#"{"status":"bad"}"#),
+        ("plain text", "a\nb"),
+    ] {
+        env.sqs
+            .send_message()
+            .queue_url(&env.dlq_url)
+            .message_body(b)
+            .message_attributes("error", attr(r))
+            .message_attributes("errorKind", attr("malformed"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (out, _) = run(&env, &["dlq", "list"]);
+    for shown in [
+        body,
+        reason,
+        r#"{"pretty":[1,2]}"#,
+        r#"{"status":"bad"}"#,
+        "plain text",
+        "a\\nb",
+    ] {
+        assert!(out.contains(shown), "{shown} is not in {out}");
+    }
+    assert!(!out.contains("\\\""), "no backslash-escaped quotes: {out}");
+    assert_eq!(env.dlq_depth().await, 3, "listing leaves them visible");
+}
+
+/// A running daemon whose processor fails for good, and a DLQ it filled
+/// with one malformed message and one failed request. Returns the
+/// daemon and the MessageIds the two had on the request queue.
+async fn daemon_with_two_dead_letters(env: &Env) -> (Running, String, String) {
+    let failing =
+        Recorder::new(|_job, _n| async { Err(ProcessError::Permanent("order not found".into())) });
+    let p: Arc<dyn Processor> = Arc::new(failing);
+    let w = Running::start(env.config(&["summary"]), vec![("summary", p)]);
+    let malformed = env.send_raw("not json").await;
+    let failed = env.send(&Env::request("order#3", "summary")).await;
+    wait_until("both messages in the DLQ", T, || async {
+        env.dlq_depth().await == 2
+    })
+    .await;
+    (w, malformed, failed)
+}
+
+/// Runs the binary; fails the test if it does not end within `deadline`.
+async fn run_within(env: &Env, args: &[&str], deadline: Duration) -> String {
+    let mut cmd = tokio::process::Command::from(bin(env));
+    cmd.args(args).kill_on_drop(true);
+    let out = tokio::time::timeout(deadline, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{args:?} did not end within {deadline:?}"))
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The DLQ's messages once the daemon has settled everything: (body,
+/// sourceMessageId).
+async fn dlq_when_settled(env: &Env, n: usize) -> Vec<(String, String)> {
+    env.wait_queue_empty(T).await;
+    let got = env.wait_dlq(n, T).await;
+    assert_eq!(got.len(), n, "{got:#?}");
+    got.into_iter()
+        .map(|(body, attrs)| (body, attrs["sourceMessageId"].clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_moves_what_was_in_the_dlq_once_and_stops_while_a_daemon_runs() {
+    let env = Env::new("cli-redrive").await;
+    let (w, malformed, failed) = daemon_with_two_dead_letters(&env).await;
+    let out = run_within(&env, &["dlq", "redrive"], Duration::from_secs(15)).await;
+    assert!(
+        out.starts_with("moved 2 messages (1 failed, 1 malformed) to "),
+        "{out}"
+    );
+    // Both went through the request queue once and were dead-lettered
+    // again from there: new source MessageIds, and no third copy.
+    let dlq = dlq_when_settled(&env, 2).await;
+    assert!(dlq.iter().any(|(b, _)| b == "not json"), "{dlq:#?}");
+    for (_, source) in &dlq {
+        assert!(source != &malformed && source != &failed, "{dlq:#?}");
+    }
+    assert_eq!(env.dlq_depth().await, 0);
+    w.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_skip_malformed_leaves_malformed_messages_in_the_dlq() {
+    let env = Env::new("cli-redrive-skip").await;
+    let (w, malformed, failed) = daemon_with_two_dead_letters(&env).await;
+    let out = run_within(
+        &env,
+        &["dlq", "redrive", "--skip-malformed"],
+        Duration::from_secs(15),
+    )
+    .await;
+    assert!(out.starts_with("moved 1 message (1 failed) to "), "{out}");
+    assert!(out.contains("skipped 1 malformed message"), "{out}");
+    // The malformed message is the original, visible again at once (long
+    // before the redrive's hiding would end); the failed one went back.
+    let dlq = dlq_when_settled(&env, 2).await;
+    assert!(
+        dlq.contains(&("not json".to_string(), malformed.clone())),
+        "{dlq:#?}"
+    );
+    let (_, source) = dlq.iter().find(|(b, _)| b != "not json").unwrap();
+    assert!(source != &failed && source != &malformed, "{dlq:#?}");
+    w.stop();
 }

@@ -448,6 +448,22 @@ impl Env {
         )
     }
 
+    /// Visible messages of the DLQ (none is received).
+    pub async fn dlq_depth(&self) -> i64 {
+        self.sqs
+            .get_queue_attributes()
+            .queue_url(&self.dlq_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default()
+            .get(&QueueAttributeName::ApproximateNumberOfMessages)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Waits until the request queue is empty (every message deleted).
     pub async fn wait_queue_empty(&self, deadline: Duration) {
         wait_until("the request queue to be empty", deadline, || async {
