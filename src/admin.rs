@@ -170,6 +170,7 @@ fn record_json(r: &Record) -> Json {
         "readyAt": r.ready_at,
         "attempts": r.attempts,
         "error": r.error,
+        "failedMessageId": r.failed_message_id,
         "hasValue": r.value.is_some(),
     })
 }
