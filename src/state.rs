@@ -74,7 +74,8 @@ pub enum Field {
     /// The SQS MessageId of the message whose run recorded `FAILED`: a
     /// redelivery of that very message is dead-lettered again without a
     /// second run, while any other message (a redrive, a producer's retry
-    /// with the same `requestId`) claims and processes.
+    /// with the same `requestId`) claims and processes. Read only while
+    /// `FAILED` (every write of `FAILED` sets it), so a claim leaves it.
     FailedMessageId,
 }
 
@@ -404,7 +405,6 @@ fn claim(rec: &Record, rid: &str, clock: &Clock, reason: ClaimReason) -> Decisio
             Op::Set(Field::Epoch, Val::Num(epoch)),
             Op::Set(Field::Attempts, Val::Num(1)),
             Op::Remove(Field::Error),
-            Op::Remove(Field::FailedMessageId),
             Op::Remove(Field::TriggerId),
             Op::Remove(Field::TriggerDeadline),
             Op::Remove(Field::Awaiting),
