@@ -172,7 +172,11 @@ live_pid() {
     kill -0 "$pid" 2>/dev/null || return 1
     kind="$(cat "$(kind_file "$port")" 2>/dev/null || true)"
     [[ "$kind" == moto || "$kind" == ministack ]] || return 1
-    bin="$(binary_for "$kind")"
+    # The process must still be the emulator this script started.
+    case "$kind" in
+        moto) bin="$SCRIPTS/emulator/moto_server.py" ;;
+        *) bin="$(binary_for "$kind")" ;;
+    esac
     if [[ -r "/proc/$pid/cmdline" ]]; then
         tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$bin" || return 1
     fi
@@ -293,7 +297,11 @@ do_start() {
     # The emulator keeps running after this script exits; stdin closed.
     case "$emulator" in
         moto)
-            nohup "$bin" -H 127.0.0.1 -p "$port" </dev/null >>"$logf" 2>&1 8>&- 9>&- &
+            # moto's own server behind a wrapper that makes DynamoDB's
+            # single-item conditional writes atomic, as the real service's
+            # are (see scripts/emulator/moto_server.py).
+            nohup "$PY" "$SCRIPTS/emulator/moto_server.py" -H 127.0.0.1 -p "$port" \
+                </dev/null >>"$logf" 2>&1 8>&- 9>&- &
             ;;
         ministack)
             # BIND_HOST covers only the HTTP gateway: ministack also opens an
