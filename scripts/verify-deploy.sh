@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Verifies the deploy artifacts offline: Dockerfile, deploy/k8s, deploy/ecs,
-# deploy/iam and deploy/aws. Installs every tool it needs itself (apt:
-# podman, runc, debootstrap; PyPI, into .venv-deploy/: the rest), starts its
+# deploy/iam, deploy/aws and deploy/observability (alert rules, dashboard).
+# Installs every tool it needs itself (apt: podman, runc, debootstrap,
+# prometheus for promtool; PyPI, into .venv-deploy/: the rest), starts its
 # own AWS emulator (moto) on a free 127.0.0.1 port and stops it again, and
 # builds and runs the image with podman against local stand-ins of the base
-# images (no image registry is reachable in CI).
+# images (no image registry is reachable in CI). The metric names that the
+# dashboard and the alert rules use are checked against a real /metrics:
+# the image's, or with --no-image the debug binary's (built by cargo if
+# needed), both run against the emulator.
 #
 #   scripts/verify-deploy.sh               everything (~10 min the first time)
 #   scripts/verify-deploy.sh --no-image    the checks without the image build
@@ -23,8 +27,10 @@ cd "$ROOT"
 STATE="$ROOT/.venv-deploy"
 PY="$STATE/bin/python"
 HELPER="scripts/deploy/verify.py"
+OBS_HELPER="scripts/deploy/observability.py"
 REQUIREMENTS="scripts/deploy/requirements.txt"
-APT_PACKAGES=(podman runc netavark debootstrap)
+APT_PACKAGES=(podman runc netavark debootstrap)   # for the image
+APT_PACKAGES_ALWAYS=(prometheus)                  # promtool
 DEBIAN_SUITE=bookworm            # the Debian of both base images (Dockerfile)
 STANDIN_BUILDER_PACKAGES=gcc,libc6-dev,ca-certificates,netbase
 IMAGE=localhost/triggered-cache:verify
@@ -36,7 +42,7 @@ for arg in "$@"; do
     case "$arg" in
         --no-image) WITH_IMAGE=0 ;;
         --keep) KEEP=1 ;;
-        -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "verify-deploy: unknown argument $arg (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -50,6 +56,9 @@ cleanup() {
     local rc=$?
     if [[ -f "$WORK/container.started" ]]; then
         podman rm -f -t 0 "$CONTAINER" >/dev/null 2>&1 || true
+    fi
+    if [[ -f "$WORK/daemon.pid" ]]; then
+        kill "$(cat "$WORK/daemon.pid")" 2>/dev/null || true
     fi
     if [[ -f "$WORK/moto.pid" ]]; then
         local pid tries=50
@@ -107,6 +116,7 @@ skip() {
 }
 
 helper() { "$PY" "$HELPER" "$@"; }
+obs() { "$PY" "$OBS_HELPER" "$@"; }
 log() { printf '    %s\n' "$*"; }
 
 free_port() {
@@ -116,12 +126,16 @@ free_port() {
 # --- tools --------------------------------------------------------------------
 
 install_apt() {
-    local missing=()
-    command -v podman >/dev/null || missing+=(podman)
-    command -v runc >/dev/null || missing+=(runc)
-    command -v debootstrap >/dev/null || missing+=(debootstrap)
-    [[ -x /usr/lib/podman/netavark ]] || missing+=(netavark)
-    if [[ "$WITH_IMAGE" == 0 || ${#missing[@]} == 0 ]]; then
+    local missing=() packages=("${APT_PACKAGES_ALWAYS[@]}")
+    command -v promtool >/dev/null || missing+=(prometheus)
+    if [[ "$WITH_IMAGE" == 1 ]]; then
+        packages+=("${APT_PACKAGES[@]}")
+        command -v podman >/dev/null || missing+=(podman)
+        command -v runc >/dev/null || missing+=(runc)
+        command -v debootstrap >/dev/null || missing+=(debootstrap)
+        [[ -x /usr/lib/podman/netavark ]] || missing+=(netavark)
+    fi
+    if [[ ${#missing[@]} == 0 ]]; then
         log "apt: nothing to install"
         return 0
     fi
@@ -129,9 +143,8 @@ install_apt() {
     [[ "$(id -u)" == 0 ]] || sudo="sudo"
     log "apt: installing ${missing[*]}"
     $sudo apt-get update -qq >"$WORK/apt.log" 2>&1 || { tail -20 "$WORK/apt.log"; return 1; }
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" \
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" \
         >>"$WORK/apt.log" 2>&1 || { tail -20 "$WORK/apt.log"; return 1; }
-    podman --version
 }
 
 install_venv() {
@@ -156,7 +169,8 @@ tools() {
     install_apt
     install_venv
     local v="$STATE/bin"
-    log "$("$v/hadolint" --version)"
+    log "$("$v/hadolint" --version), $(promtool --version 2>&1 | head -1)"
+    [[ "$WITH_IMAGE" == 0 ]] || log "$(podman --version)"
     log "yamllint $("$v/yamllint" --version | cut -d' ' -f2), cfn-lint $("$v/cfn-lint" --version | cut -d' ' -f2)," \
         "kubectl $("$v/kubectl" version --client 2>/dev/null | head -1 | cut -d' ' -f3)," \
         "kustomize $("$v/kubectl" version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p')," \
@@ -256,6 +270,82 @@ checkov_step() {
     "$STATE/bin/checkov" --config-file scripts/deploy/checkov.yaml \
         -f Dockerfile -f deploy/aws/triggered-cache.yaml \
         -f "$WORK/checkov/example.yaml" -f "$WORK/checkov/example-hpa.yaml"
+}
+
+# --- monitoring ---------------------------------------------------------------
+
+OBS=deploy/observability
+
+rules_step() {
+    obs prometheusrule
+    promtool check rules "$OBS/triggered-cache.rules.yaml" 2>&1 | sed 's/^/    /'
+    promtool test rules "$OBS/triggered-cache.rules.test.yaml" 2>&1 | sed 's/^/    /'
+}
+
+monitoring_step() {
+    # The component added to a copy of the example overlay, as an operator
+    # adds it to theirs (deploy/README-deploy.md, "Monitoring").
+    local copy="$WORK/k8s-monitoring"
+    rm -rf "$copy" && mkdir -p "$copy" && cp -r deploy/k8s "$copy/"
+    sed -i 's#^  - ../../components/keda$#&\n  - ../../components/monitoring#' "$copy/k8s/overlays/example/kustomization.yaml"
+    "$STATE/bin/kubectl" kustomize "$copy/k8s/overlays/example" >"$WORK/k8s/example-monitoring.yaml"
+    log "example + components/monitoring: $(grep '^kind:' "$WORK/k8s/example-monitoring.yaml" | cut -d' ' -f2 | tr '\n' ' ')"
+    # kubernetes-validate has no schema for monitoring.coreos.com kinds (it
+    # only warns): the PodMonitor and the PrometheusRule are checked against
+    # the Prometheus Operator's CRD models instead, and the rules of the
+    # rendered spec with promtool.
+    obs monitoring "$WORK/k8s/example-monitoring.yaml" "$WORK/prometheusrule-spec.yaml"
+    promtool check rules "$WORK/prometheusrule-spec.yaml" 2>&1 | sed 's/^/    /'
+}
+
+dashboard_step() {
+    # Its queries, as recording rules, so that promtool parses every one.
+    obs dashboard "$WORK/dashboard-queries.yaml"
+    promtool check rules "$WORK/dashboard-queries.yaml" 2>&1 | sed 's/^/    /'
+}
+
+# The daemon's /metrics without the image: the debug binary the tests use
+# (built as they build it, with the dev-dependencies' features: nothing to do
+# after scripts/test.sh) with the image's config file and the ECS task
+# definition's environment, against the emulator.
+scrape_debug_binary() {
+    local bin="$ROOT/target/debug/triggered-cache" http_port k v
+    log "cargo test --no-run --test binary (builds target/debug/triggered-cache if it is missing or stale)"
+    nice -n 10 cargo test --locked --quiet --no-run --test binary
+    [[ -x "$bin" ]] || { log "no $bin"; return 1; }
+    http_port="$(free_port)"
+    helper env-file --task-definition "$WORK/stacks/task-definition.json" >"$WORK/binary.env"
+    while IFS='=' read -r k v; do export "$k=$v"; done <"$WORK/binary.env"
+    export TRIGGERED_CACHE_CONFIG="$ROOT/deploy/docker/config.toml"
+    export TRIGGERED_CACHE__AWS__ENDPOINT_URL="http://127.0.0.1:$(moto_port)"
+    export TRIGGERED_CACHE__HTTP__LISTEN="127.0.0.1:$http_port"
+    export TRIGGERED_CACHE__SQS__WAIT_TIME=1s
+    export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+    "$bin" run 2>"$WORK/binary.log" &
+    local pid=$!
+    echo "$pid" >"$WORK/daemon.pid"
+    local base="http://127.0.0.1:$http_port" rc=0 ready
+    if ready="$(helper wait-http "$base/readyz" --contains '"ready":true' --timeout 30)"; then
+        log "target/debug/triggered-cache run (pid $pid), GET /readyz: $ready"
+        helper wait-http "$base/metrics" --contains triggered_cache_ --timeout 10 --show 10000000 >"$WORK/metrics.txt" || rc=1
+    else
+        echo "$ready"
+        rc=1
+    fi
+    kill -TERM "$pid"
+    wait "$pid" || rc=1
+    rm -f "$WORK/daemon.pid"
+    [[ "$rc" == 0 ]] || { tail -20 "$WORK/binary.log"; return 1; }
+}
+
+metric_names_step() {
+    if [[ -s "$WORK/metrics.txt" ]]; then
+        log "/metrics of the image's run"
+    else
+        scrape_debug_binary
+    fi
+    log "/metrics: $(grep -c '^triggered_cache_' "$WORK/metrics.txt") samples"
+    obs metric-names "$WORK/metrics.txt"
 }
 
 # --- the emulator -------------------------------------------------------------
@@ -465,7 +555,8 @@ EOF
     local base="http://127.0.0.1:$http_port"
     log "GET /healthz: $(helper wait-http "$base/healthz" --timeout 30)"
     log "GET /readyz: $(helper wait-http "$base/readyz" --contains '"ready":true' --timeout 30)"
-    log "GET /metrics: $(helper wait-http "$base/metrics" --contains triggered_cache_ --timeout 10 --show 2000 | grep -c '^triggered_cache_') samples"
+    helper wait-http "$base/metrics" --contains triggered_cache_ --timeout 10 --show 10000000 >"$WORK/metrics.txt"
+    log "GET /metrics: $(grep -c '^triggered_cache_' "$WORK/metrics.txt") samples"
     podman healthcheck run "$CONTAINER" >/dev/null
     log "HEALTHCHECK (/usr/local/bin/healthcheck): healthy"
     local user
@@ -494,7 +585,7 @@ EOF
 # --- main ---------------------------------------------------------------------
 
 echo "verify-deploy: $ROOT (scratch $WORK)"
-step "tools (apt: ${APT_PACKAGES[*]}; PyPI: .venv-deploy)" tools
+step "tools (apt: ${APT_PACKAGES_ALWAYS[*]} ${APT_PACKAGES[*]}; PyPI: .venv-deploy)" tools
 if [[ "$FAILED" != 0 ]]; then
     echo "verify-deploy: the tools could not be installed"
     echo "verify-deploy: $PASSED passed, $FAILED failed"
@@ -508,9 +599,12 @@ if [[ -s "$WORK/k8s/example.yaml" ]]; then
     step "Kubernetes: restricted PSS, probes, shutdown, PDB, HPA" k8s_policy_step
     step "KEDA ScaledObject: schema and trigger" keda_step
     step "checkov" checkov_step
+    step "monitoring component: PodMonitor, PrometheusRule" monitoring_step
 else
     skip "Kubernetes checks" "nothing rendered"
 fi
+step "alert rules: promtool check + test, PrometheusRule in sync" rules_step
+step "Grafana dashboard: structure, queries parse" dashboard_step
 step "ECS: botocore input shapes" ecs_step
 step "IAM: actions and parliament" iam_step
 step "CloudFormation: cfn-lint" cfn_lint_step
@@ -541,6 +635,11 @@ if [[ "$WITH_IMAGE" == 1 ]]; then
     fi
 else
     skip "the image" "--no-image"
+fi
+if [[ -s "$WORK/metrics.txt" || -s "$WORK/stacks/task-definition.json" ]]; then
+    step "dashboard and alert rules: metric names in /metrics" metric_names_step
+else
+    skip "dashboard and alert rules: metric names in /metrics" "no daemon to scrape (no emulator stacks)"
 fi
 
 printf '\nverify-deploy: step times\n'

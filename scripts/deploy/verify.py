@@ -373,7 +373,7 @@ def strict_roundtrip(model_cls, doc: dict, p: Problems, what: str) -> None:
     try:
         obj = model_cls.model_validate(doc)
     except pydantic.ValidationError as e:
-        p.check(False, f"{what} does not match the KEDA CRD schema: {e}")
+        p.check(False, f"{what} does not match the CRD schema: {e}")
         return
     p.check(True, "")
     out = obj.model_dump(by_alias=True, exclude_none=True, mode="json")
