@@ -15,6 +15,30 @@ use fake_opentelemetry_collector::FakeCollectorServer;
 const PRODUCER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PRODUCER_SPAN: &str = "00f067aa0ba902b7";
 
+/// The producer's W3C trace context.
+fn producer_traceparent() -> String {
+    format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01")
+}
+
+/// Sends a request for `pk` carrying the producer's trace context.
+async fn send_traced(env: &Env, pk: &str) {
+    env.sqs
+        .send_message()
+        .queue_url(&env.queue_url)
+        .message_body(Env::request(pk, "summary").to_string())
+        .message_attributes(
+            "traceparent",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(producer_traceparent())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_span_continues_the_producers_trace_with_child_spans() {
     let env = Env::new("otel").await;
@@ -25,24 +49,7 @@ async fn a_message_span_continues_the_producers_trace_with_child_spans() {
         collector.endpoint(),
     );
     let mut d = Daemon::spawn(cmd);
-    let attr = |v: &str| {
-        MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(v)
-            .build()
-            .unwrap()
-    };
-    env.sqs
-        .send_message()
-        .queue_url(&env.queue_url)
-        .message_body(Env::request("order#t", "summary").to_string())
-        .message_attributes(
-            "traceparent",
-            attr(&format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01")),
-        )
-        .send()
-        .await
-        .unwrap();
+    send_traced(&env, "order#t").await;
     let evs = env
         .wait_events("a ready event", Duration::from_secs(30), |e| {
             e.iter().any(|e| e["event"] == "ready")
@@ -99,24 +106,7 @@ async fn completion_events_carry_the_trace_context() {
         collector.endpoint(),
     );
     let mut d = Daemon::spawn(cmd);
-    let attr = |v: &str| {
-        MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(v)
-            .build()
-            .unwrap()
-    };
-    env.sqs
-        .send_message()
-        .queue_url(&env.queue_url)
-        .message_body(Env::request("order#u", "summary").to_string())
-        .message_attributes(
-            "traceparent",
-            attr(&format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01")),
-        )
-        .send()
-        .await
-        .unwrap();
+    send_traced(&env, "order#u").await;
     let attrs = first_event_attributes(&env).await;
     assert_eq!(attrs["event"].string_value.as_deref(), Some("ready"));
     assert_eq!(attrs["set"].string_value.as_deref(), Some("summary"));
@@ -247,22 +237,8 @@ async fn without_export_the_producers_trace_context_reaches_events_and_the_http_
     let mut cmd = bin(&env);
     cmd.env("TRIGGERED_CACHE_CONFIG", &config);
     let mut d = Daemon::spawn(cmd);
-    let producer = format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01");
-    env.sqs
-        .send_message()
-        .queue_url(&env.queue_url)
-        .message_body(Env::request("order#off", "summary").to_string())
-        .message_attributes(
-            "traceparent",
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(&producer)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let producer = producer_traceparent();
+    send_traced(&env, "order#off").await;
     let attrs = first_event_attributes(&env).await;
     assert_eq!(attrs["event"].string_value.as_deref(), Some("ready"));
     d.signal("TERM");
@@ -298,22 +274,8 @@ async fn the_trace_context_flows_whatever_the_log_level() {
         "warn,triggered_cache::daemon=info",
     );
     let mut d = Daemon::spawn(cmd);
-    let producer = format!("00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-01");
-    env.sqs
-        .send_message()
-        .queue_url(&env.queue_url)
-        .message_body(Env::request("order#q", "summary").to_string())
-        .message_attributes(
-            "traceparent",
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(&producer)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let producer = producer_traceparent();
+    send_traced(&env, "order#q").await;
     let attrs = first_event_attributes(&env).await;
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(30)).await, Some(0));
