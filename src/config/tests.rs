@@ -295,3 +295,41 @@ fn an_invalid_http_header_is_refused_with_its_key_and_never_its_value() {
     );
     assert!(!e.contains("s3cret"), "{e}");
 }
+
+/// `config/default.toml` documents every default: the values it writes
+/// must be the built-in ones, so that the file and the code cannot drift.
+#[test]
+fn default_toml_writes_the_built_in_defaults() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let documented: Config = toml::from_str(&text).expect("config/default.toml parses");
+    let as_toml = |c: &Config| toml::Value::try_from(c).unwrap();
+    let (file, built_in) = (as_toml(&documented), as_toml(&Config::default()));
+    for section in [
+        "aws",
+        "sqs",
+        "dynamodb",
+        "sns",
+        "worker",
+        "http",
+        "log",
+        "telemetry",
+        "dependencies",
+    ] {
+        assert_eq!(
+            file.get(section),
+            built_in.get(section),
+            "[{section}] in config/default.toml differs from the built-in defaults"
+        );
+    }
+    // The example set writes every set key's default too (its processor is
+    // the example's own).
+    let mut example = documented.sets["summary"].clone();
+    let minimal = load(MINIMAL, &[]).unwrap().sets["summary"].clone();
+    example.processor = minimal.processor.clone();
+    assert_eq!(
+        toml::Value::try_from(&example).unwrap(),
+        toml::Value::try_from(&minimal).unwrap(),
+        "[sets.summary] in config/default.toml differs from a set's built-in defaults"
+    );
+}
