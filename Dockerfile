@@ -14,7 +14,8 @@
 #   user     65532:65532 (nonroot), no shell; read-only root filesystem is fine
 #   stop     SIGTERM drains (worker.shutdown_grace, 30s) and exits 0: give the
 #            orchestrator a grace period above that (60s in deploy/)
-#   health   /usr/local/bin/healthcheck [URL] (default http://127.0.0.1:9090/healthz)
+#   health   /usr/local/bin/triggered-cache healthcheck [URL] (default
+#            http://127.0.0.1:9090/healthz; reads no configuration)
 #
 # The base images are fully qualified and pinned by digest. They are build
 # arguments only so that an offline CI can substitute local stand-ins
@@ -39,16 +40,11 @@ RUN mkdir src \
         target/release/deps/triggered_cache-* target/release/deps/libtriggered_cache-* \
         target/release/.fingerprint/triggered-cache-*
 
-# The health probe: one file, standard library only.
-COPY deploy/docker/healthcheck.rs /src/deploy/docker/healthcheck.rs
-RUN mkdir -p /out \
-    && rustc --edition 2021 -C opt-level=2 -C strip=symbols \
-        -o /out/healthcheck deploy/docker/healthcheck.rs
-
 # The crate itself (touch: the sources must be newer than the placeholders).
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \
+    && mkdir -p /out \
     && install -m 0755 target/release/triggered-cache /out/triggered-cache
 
 # ---------------------------------------------------------------------------
@@ -65,7 +61,7 @@ LABEL org.opencontainers.image.title="triggered-cache" \
       io.triggered-cache.config="/etc/triggered-cache/config.toml" \
       io.triggered-cache.port="9090"
 
-COPY --from=builder /out/triggered-cache /out/healthcheck /usr/local/bin/
+COPY --from=builder /out/triggered-cache /usr/local/bin/
 COPY deploy/docker/config.toml /etc/triggered-cache/config.toml
 ENV TRIGGERED_CACHE_CONFIG=/etc/triggered-cache/config.toml
 
@@ -73,6 +69,6 @@ USER 65532:65532
 EXPOSE 9090
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["/usr/local/bin/healthcheck", "http://127.0.0.1:9090/healthz"]
+    CMD ["/usr/local/bin/triggered-cache", "healthcheck", "http://127.0.0.1:9090/healthz"]
 ENTRYPOINT ["/usr/local/bin/triggered-cache"]
 CMD ["run"]

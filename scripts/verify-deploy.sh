@@ -549,7 +549,7 @@ EOF
     # cannot schedule it and says so on stderr; `podman healthcheck run`
     # below runs it.)
     podman run -d --name "$CONTAINER" "${RUN_OPTS[@]}" --network=host --env-file "$WORK/run.env" \
-        --health-cmd "[\"/usr/local/bin/healthcheck\", \"http://127.0.0.1:$http_port/healthz\"]" \
+        --health-cmd "[\"/usr/local/bin/triggered-cache\", \"healthcheck\", \"http://127.0.0.1:$http_port/healthz\"]" \
         "$IMAGE" >"$WORK/run.out" 2>&1 || { cat "$WORK/run.out"; return 1; }
     log "podman run -d ${RUN_OPTS[*]} --network=host: container $CONTAINER"
     local base="http://127.0.0.1:$http_port"
@@ -558,7 +558,7 @@ EOF
     helper wait-http "$base/metrics" --contains triggered_cache_ --timeout 10 --show 10000000 >"$WORK/metrics.txt"
     log "GET /metrics: $(grep -c '^triggered_cache_' "$WORK/metrics.txt") samples"
     podman healthcheck run "$CONTAINER" >/dev/null
-    log "HEALTHCHECK (/usr/local/bin/healthcheck): healthy"
+    log "HEALTHCHECK (triggered-cache healthcheck): healthy"
     local user
     user="$(podman top "$CONTAINER" huser user | tail -1 | awk '{print $1, $2}')"
     log "process user (host uid, container user): $user"

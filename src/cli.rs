@@ -39,6 +39,7 @@ Examples:
   triggered-cache inspect order#123
   triggered-cache dlq list
   triggered-cache dlq redrive --skip-malformed
+  triggered-cache healthcheck http://127.0.0.1:9090/healthz
 
 Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage.";
 
@@ -81,6 +82,14 @@ pub enum Cmd {
     Config {
         #[command(subcommand)]
         action: ConfigCmd,
+    },
+    /// Probe a running daemon's liveness endpoint: exit 0 when it answers
+    /// 2xx within 2 seconds, 1 otherwise. Reads no configuration (for the
+    /// container's HEALTHCHECK, in an image without curl).
+    Healthcheck {
+        /// The endpoint to probe.
+        #[arg(default_value = crate::healthcheck::DEFAULT_URL)]
+        url: String,
     },
 }
 
@@ -181,6 +190,9 @@ fn parse_json(s: &str) -> Result<Json, String> {
 /// The entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Cmd::Healthcheck { url }) = &cli.command {
+        return crate::healthcheck::run(url);
+    }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(cfg) => cfg,
         Err(e) => return config_failure(&e),
@@ -296,7 +308,7 @@ async fn dispatch(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
             println!("{}", admin::dlq_redrive(&cfg, &sdk, opts).await?);
             Ok(())
         }
-        Cmd::Config { .. } => unreachable!("handled above"),
+        Cmd::Config { .. } | Cmd::Healthcheck { .. } => unreachable!("handled above"),
     }
 }
 

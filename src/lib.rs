@@ -26,6 +26,7 @@ pub mod daemon;
 pub mod dependencies;
 pub mod events;
 pub mod health;
+pub mod healthcheck;
 pub mod item;
 pub mod message;
 pub mod metrics;

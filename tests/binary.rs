@@ -25,7 +25,14 @@ fn help_explains_the_commands() {
     let out = bin().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for word in ["run", "send", "config", "TRIGGERED_CACHE__", "Exit codes"] {
+    for word in [
+        "run",
+        "send",
+        "config",
+        "healthcheck",
+        "TRIGGERED_CACHE__",
+        "Exit codes",
+    ] {
         assert!(
             text.contains(word),
             "--help does not mention {word}: {text}"
@@ -167,4 +174,40 @@ async fn a_program_that_cannot_be_started_fails_the_request_after_one_attempt() 
         "{}",
         daemon.log_text()
     );
+}
+
+/// `healthcheck` is the container's HEALTHCHECK (the image has no shell
+/// and no curl): 0 when the daemon's /healthz answers 2xx, 1 otherwise,
+/// and it needs no configuration (none is given here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_probes_a_running_daemon_without_configuration() {
+    let env = Env::new("healthcheck").await;
+    let daemon = common::Daemon::spawn(common::bin(&env));
+    let probe = |url: String| {
+        let out = bin()
+            .env_remove("TRIGGERED_CACHE_CONFIG")
+            .arg("healthcheck")
+            .arg(url)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = probe(format!("http://{}/healthz", daemon.addr));
+    assert_eq!(code, Some(0), "a live daemon is healthy: {err}");
+    let (code, err) = probe(format!("http://{}/no-such-page", daemon.addr));
+    assert_eq!(code, Some(1), "a 404 is unhealthy");
+    assert!(err.contains("answered 404"), "{err}");
+    drop(daemon);
+    // Nothing listens on a port the OS just handed out and took back.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (code, err) = probe(format!("http://{free}/healthz"));
+    assert_eq!(code, Some(1), "no daemon, unhealthy");
+    assert!(err.starts_with("healthcheck: http://"), "{err}");
 }

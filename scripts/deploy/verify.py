@@ -619,7 +619,7 @@ def cmd_ecs(args) -> int:
     p.check(grace + 15 <= stop <= 120, f"stopTimeout {stop} is not between worker.shutdown_grace + 15s ({grace + 15:g}) and Fargate's 120")
     hc = c.get("healthCheck", {})
     p.check(hc.get("command", [None])[0] == "CMD", "the health check must be CMD (the image has no shell)")
-    p.check(hc.get("command", [None, None])[1:2] == ["/usr/local/bin/healthcheck"], "the health check does not run /usr/local/bin/healthcheck")
+    p.check(hc.get("command", [None, None, None])[1:3] == ["/usr/local/bin/triggered-cache", "healthcheck"], "the health check does not run /usr/local/bin/triggered-cache healthcheck")
     p.check(any(f":{port}/healthz" in a for a in hc.get("command", [])), f"the health check does not probe :{port}/healthz")
     p.check(any(pm.get("containerPort") == port for pm in c.get("portMappings", [])), f"no portMapping {port}")
     log = c.get("logConfiguration", {})
@@ -984,7 +984,7 @@ def cmd_image_inspect(args) -> int:
     p.check(cfg.get("Cmd") == ["run"], f"Cmd {cfg.get('Cmd')}")
     p.check(cfg.get("StopSignal") == "SIGTERM", f"StopSignal {cfg.get('StopSignal')}")
     hc = cfg.get("Healthcheck") or data.get("Healthcheck") or {}
-    p.check(hc.get("Test", [None])[0] == "CMD" and "/usr/local/bin/healthcheck" in hc.get("Test", []), f"Healthcheck {hc}")
+    p.check(hc.get("Test", [None])[0] == "CMD" and hc.get("Test", [])[1:3] == ["/usr/local/bin/triggered-cache", "healthcheck"], f"Healthcheck {hc}")
     labels = cfg.get("Labels") or {}
     for label in ("title", "description", "licenses", "version", "revision", "base.name"):
         p.check(bool(labels.get(f"org.opencontainers.image.{label}")), f"label org.opencontainers.image.{label}")

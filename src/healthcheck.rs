@@ -1,24 +1,24 @@
-//! A minimal HTTP health probe for the container image, which has no shell
-//! and no curl: the Dockerfile's HEALTHCHECK and the ECS task definition's
-//! healthCheck run it inside the container.
-//!
-//!     healthcheck [URL]        (default http://127.0.0.1:9090/healthz)
+//! `triggered-cache healthcheck [URL]`: a minimal HTTP health probe for
+//! the container image, which has no shell and no curl. The Dockerfile's
+//! HEALTHCHECK and the ECS task definition's healthCheck run it inside the
+//! container.
 //!
 //! Exit code 0 when the URL answers 2xx within 2 seconds, 1 otherwise (with
-//! the reason on stderr). Standard library only; built by the Dockerfile with
-//! plain `rustc`.
+//! the reason on stderr). It reads no configuration and starts no async
+//! runtime (it runs every 30 s beside the daemon): the standard library only.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const DEFAULT_URL: &str = "http://127.0.0.1:9090/healthz";
+/// The daemon's liveness endpoint on its default port.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:9090/healthz";
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-fn main() -> ExitCode {
-    let url = std::env::args().nth(1).unwrap_or_else(|| DEFAULT_URL.to_string());
-    match probe(&url) {
+/// Probes `url`: success when it answers 2xx in time.
+pub fn run(url: &str) -> ExitCode {
+    match probe(url) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("healthcheck: {url}: {e}");
@@ -41,8 +41,12 @@ fn probe(url: &str) -> Result<(), String> {
         .next()
         .ok_or_else(|| format!("no address for {authority}"))?;
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: healthcheck\r\nConnection: close\r\n\r\n"
