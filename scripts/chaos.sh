@@ -6,7 +6,7 @@
 #                                    faults (120 s), about 10 minutes in all
 #   scripts/chaos.sh --short         what CI runs: 30 s of each
 #   scripts/chaos.sh --mode chaos    one of the two only
-#   scripts/chaos.sh -- ARGS...      further arguments for scripts/chaos/driver.py
+#   scripts/chaos.sh -- ARGS...      further arguments for tests/chaos/driver.py
 #                                    (e.g. -- --seed 42 --workers 5)
 #
 # Starts its own ministack (pinned, 127.0.0.1, free port) and stops it
@@ -50,7 +50,7 @@ for mode in "${modes[@]}"; do
     out=".local/chaos/$mode-$stamp"
     mkdir -p "$out"
     log "$mode run: ${duration}s of sending; evidence in $out"
-    if ! .venv/bin/python scripts/chaos/driver.py --endpoint "$endpoint" \
+    if ! .venv/bin/python tests/chaos/driver.py --endpoint "$endpoint" \
         --name "chaos-$mode-$stamp-$RANDOM" --out "$out" --mode "$mode" \
         --duration "$duration" "${extra[@]}"; then
         status=1

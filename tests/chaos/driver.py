@@ -2,7 +2,7 @@
 """Chaos and fault runs of triggered-cache: real daemons, real crashes.
 
 Starts N processes of the real binary (each behind its own listener of the
-fault proxy, scripts/chaos/faultproxy.py) against one emulator, sends
+fault proxy, tests/chaos/faultproxy.py) against one emulator, sends
 requests, triggers, trigger flows and dependency triggers across many keys
 and three sets, and meanwhile
 
@@ -16,7 +16,7 @@ and three sets, and meanwhile
 Then it lets everything settle, sends one probe request per cache used,
 collects the event stream (the events queue), the processor's run log, the
 table, the DLQ, the daemons' logs and the proxy's record into the run
-directory, and runs scripts/chaos/checker.py on it, which checks invariants
+directory, and runs tests/chaos/checker.py on it, which checks invariants
 1-5 of DESIGN §5 and prints the figures. Exit code: the checker's (0 = all
 invariants hold).
 

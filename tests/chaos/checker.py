@@ -3,10 +3,10 @@
 
   checker.py RUN_DIR [--json]
 
-Reads what scripts/chaos/driver.py collected in RUN_DIR:
+Reads what tests/chaos/driver.py collected in RUN_DIR:
   sent.jsonl    every message sent (kind, key, set, request id, MessageId, time)
   events.jsonl  every completion event received on the subscribed events queue
-  runs.jsonl    every processing run's start and end (scripts/chaos/processor.py)
+  runs.jsonl    every processing run's start and end (tests/chaos/processor.py)
   kills.jsonl   every SIGKILL (worker, why, runs in progress, held ready events)
   dlq.jsonl     the dead-letter queue's messages with their attributes
   table.jsonl   the table at the end
