@@ -24,6 +24,7 @@ pub mod coalesce;
 pub mod config;
 pub mod daemon;
 pub mod dependencies;
+pub mod envelope;
 pub mod events;
 pub mod health;
 pub mod healthcheck;

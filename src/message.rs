@@ -8,8 +8,9 @@
 //!
 //! Anything that cannot be understood is a [`BadMessage`] whose reason is
 //! written for the person who reads the dead-letter queue: it names the
-//! field and what was expected. Beside the native form, an SNS notification
-//! that wraps the body (SNS → SQS without raw delivery) is unwrapped.
+//! field and what was expected. The envelopes a native body may come in (an
+//! SNS notification) and the other forms of a body (DynamoDB Stream
+//! records) are told apart in `crate::envelope`.
 
 use std::collections::BTreeSet;
 
@@ -61,7 +62,7 @@ pub struct BadMessage {
     pub reason: String,
 }
 
-fn bad(reason: impl Into<String>) -> BadMessage {
+pub(crate) fn bad(reason: impl Into<String>) -> BadMessage {
     BadMessage {
         reason: reason.into(),
     }
@@ -86,83 +87,20 @@ const FIELDS: [&str; 8] = [
     "dependency",
 ];
 
-/// Every form a queue message can take.
+/// What a native body stands for (an envelope may also hold stream
+/// records: `crate::envelope`).
 #[derive(Debug, PartialEq)]
-pub enum Decoded {
-    /// A native message about one item.
+pub enum Native {
+    /// A message about one item.
     Message(Message),
     /// `{"v":1,"type":"trigger","dependency":"product#A"}`: reset every
     /// cache that depends on the entity.
     Dependency(String),
-    /// DynamoDB Stream records, mapped by the configured rules.
-    Stream(crate::streams::StreamTriggers),
-}
-
-/// A decoded body and the message attributes of the envelope it came in
-/// (an SNS notification's `MessageAttributes`, e.g. `traceparent`).
-#[derive(Debug, PartialEq)]
-pub struct Envelope {
-    pub decoded: Decoded,
-    pub attributes: Vec<(String, String)>,
 }
 
 impl Schema {
-    /// Decodes a native message body (unwrapping an SNS notification).
-    pub fn decode(&self, body: &str) -> Result<Message, BadMessage> {
-        match self
-            .decode_any(body, &crate::streams::Rules::default())?
-            .decoded
-        {
-            Decoded::Message(m) => Ok(m),
-            Decoded::Dependency(_) => Err(bad("a dependency trigger names no item")),
-            Decoded::Stream(_) => Err(bad("a stream record is not a native message")),
-        }
-    }
-
-    /// Decodes any body: a native message, an SNS notification wrapping
-    /// one, or DynamoDB Stream records (mapped by `rules`).
-    pub fn decode_any(
-        &self,
-        body: &str,
-        rules: &crate::streams::Rules,
-    ) -> Result<Envelope, BadMessage> {
-        if body.len() > MAX_BODY_BYTES {
-            return Err(bad(format!(
-                "body is {} bytes, over the limit of {MAX_BODY_BYTES}",
-                body.len()
-            )));
-        }
-        let json: Json =
-            serde_json::from_str(body).map_err(|e| bad(format!("body is not JSON: {e}")))?;
-        if let Json::Object(obj) = &json
-            && let Some(inner) = sns_message(obj)
-        {
-            let mut env = self.decode_any(inner, rules)?;
-            env.attributes.extend(sns_attributes(obj));
-            return Ok(env);
-        }
-        if crate::streams::is_stream(&json) {
-            if rules.is_empty() {
-                return Err(bad(
-                    "a DynamoDB Stream record arrived but no [[streams]] rules are configured",
-                ));
-            }
-            let triggers = rules.map(&json)?;
-            return Ok(Envelope {
-                decoded: Decoded::Stream(triggers),
-                attributes: vec![],
-            });
-        }
-        let Json::Object(obj) = json else {
-            return Err(bad("body is not a JSON object"));
-        };
-        Ok(Envelope {
-            decoded: self.decode_object(&obj)?,
-            attributes: vec![],
-        })
-    }
-
-    fn decode_object(&self, obj: &Map<String, Json>) -> Result<Decoded, BadMessage> {
+    /// Decodes a native message's JSON object.
+    pub(crate) fn decode_object(&self, obj: &Map<String, Json>) -> Result<Native, BadMessage> {
         if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(bad(format!(
                 "unknown field `{}`; known fields are {}",
@@ -194,7 +132,7 @@ impl Schema {
             }
             let entity =
                 id_field(obj, "dependency")?.ok_or_else(|| bad("field `dependency` is missing"))?;
-            return Ok(Decoded::Dependency(entity));
+            return Ok(Native::Dependency(entity));
         }
         if obj.contains_key("dependency") {
             return Err(bad(format!(
@@ -252,7 +190,7 @@ impl Schema {
                 )));
             }
         };
-        Ok(Decoded::Message(Message { key, command }))
+        Ok(Native::Message(Message { key, command }))
     }
 
     fn set(&self, set: &str) -> Result<String, BadMessage> {
@@ -329,30 +267,6 @@ impl Schema {
 const MAX_PARTITION_KEY_BYTES: usize = 2048;
 /// DynamoDB's limit on a sort key's value.
 const MAX_SORT_KEY_BYTES: usize = 1024;
-
-/// The inner message of an SNS notification envelope, if `obj` is one.
-fn sns_message(obj: &Map<String, Json>) -> Option<&str> {
-    if obj.get("Type").and_then(Json::as_str) == Some("Notification")
-        && obj.contains_key("TopicArn")
-    {
-        obj.get("Message").and_then(Json::as_str)
-    } else {
-        None
-    }
-}
-
-/// An SNS notification's message attributes as name/value pairs.
-fn sns_attributes(obj: &Map<String, Json>) -> Vec<(String, String)> {
-    obj.get("MessageAttributes")
-        .and_then(Json::as_object)
-        .map(|attrs| {
-            attrs
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.get("Value")?.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn string_field<'a>(
     obj: &'a Map<String, Json>,
