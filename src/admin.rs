@@ -11,10 +11,10 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value as Json, json};
 
+use crate::clock::now_millis;
 use crate::config::{Config, EventKind};
 use crate::events::{CompletionEvent, Publisher};
 use crate::item::{Attrs, Key, KeyValue};
-use crate::queue::now_millis;
 use crate::state::{self, Record};
 use crate::table::{Table, Updated, aws_error_message};
 

@@ -19,8 +19,8 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value as Json, json};
 use tracing::{debug, warn};
 
+use crate::clock::now_millis;
 use crate::metrics::QueueLabel;
-use crate::queue::now_millis;
 use crate::table::aws_error_message;
 use crate::worker::Worker;
 

@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod batch;
 pub mod cli;
+pub mod clock;
 pub mod coalesce;
 pub mod config;
 pub mod daemon;

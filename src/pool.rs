@@ -190,7 +190,7 @@ async fn poll(
             .receive_batch_size
             .observe(messages.len() as f64);
         worker.metrics.received.inc_by(messages.len() as u64);
-        let now = crate::queue::now_millis();
+        let now = crate::clock::now_millis();
         for sent_at in messages.iter().filter_map(|m| m.sent_at) {
             let age_ms = (now - sent_at).max(0);
             worker

@@ -2,7 +2,7 @@
 //! changes, and dead-lettering with a reason.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
@@ -351,14 +351,6 @@ fn per_entry(
             out
         }
     }
-}
-
-/// Milliseconds since the Unix epoch, the clock of leases.
-pub fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

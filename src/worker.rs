@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use tracing::{Instrument, debug, info, warn};
 
+use crate::clock::now_millis;
 use crate::coalesce::{Coalescer, FlightOutcome, Leader, Role};
 use crate::config::{Config, EventKind, SetConfig};
 use crate::dependencies::Dependencies;
@@ -23,7 +24,7 @@ use crate::item::{Item, Key, MAX_ITEM_BYTES, item_to_json, to_av};
 use crate::message::{Command, Decoded, Schema, SetSelector};
 use crate::metrics::Metrics;
 use crate::processor::{Job, ProcessError, Processor};
-use crate::queue::{Queue, Received, now_millis};
+use crate::queue::{Queue, Received};
 use crate::state::{
     self, ClaimReason, Clock, Decision, Field, LeaveReason, Outcome, Rejected, Run,
 };

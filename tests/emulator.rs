@@ -9,8 +9,8 @@
 mod common;
 
 use common::Env;
+use triggered_cache::clock::now_millis;
 use triggered_cache::item::Attrs;
-use triggered_cache::queue::now_millis;
 use triggered_cache::state::{self, Clock, Decision};
 use triggered_cache::table::{Table, Updated};
 

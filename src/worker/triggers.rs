@@ -6,12 +6,12 @@ use std::collections::BTreeSet;
 use tracing::{debug, info, warn};
 
 use super::{Disposition, Worker, error_backoff};
+use crate::clock::now_millis;
 use crate::config::EventKind;
 use crate::events::CompletionEvent;
 use crate::item::{Item, Key, to_av};
 use crate::message::{Command, SetSelector};
 use crate::metrics::Metrics;
-use crate::queue::now_millis;
 use crate::state;
 use crate::streams::StreamTriggers;
 use crate::table::Updated;
