@@ -15,8 +15,9 @@ use crate::clock::now_millis;
 use crate::config::{Config, EventKind};
 use crate::events::{CompletionEvent, Publisher};
 use crate::item::{Attrs, Key, KeyValue};
+use crate::sdk::error_message;
 use crate::state::{self, Record};
-use crate::table::{Table, Updated, aws_error_message};
+use crate::table::{Table, Updated};
 
 pub use dlq::{DeadLetter, dlq_list};
 pub use redrive::{Redrive, Report as RedriveReport, dlq_redrive};
@@ -246,11 +247,7 @@ pub async fn send(
             .send()
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "sending to {}: {}",
-                    cfg.sqs.queue_url,
-                    aws_error_message(&e)
-                )
+                anyhow::anyhow!("sending to {}: {}", cfg.sqs.queue_url, error_message(&e))
             })?;
         if let Some(f) = out.failed.first() {
             anyhow::bail!(

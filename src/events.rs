@@ -225,7 +225,7 @@ impl Publisher {
             .await
             .map_err(|e| PublishError {
                 topic: self.topic_arn.clone(),
-                message: crate::table::aws_error_message(&e),
+                message: crate::sdk::error_message(&e),
             })?;
         Ok(Some(id))
     }

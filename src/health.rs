@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 use crate::clock::now_millis;
 use crate::metrics::QueueLabel;
-use crate::table::aws_error_message;
+use crate::sdk::error_message;
 use crate::worker::Worker;
 
 /// The AWS dependencies readiness checks.
@@ -153,7 +153,7 @@ pub async fn check_redrive_policy(worker: Arc<Worker>) {
     {
         Ok(out) => warn_about_redrive(&worker, &out),
         Err(e) => warn!(
-            error = %aws_error_message(&e),
+            error = %error_message(&e),
             "could not read the request queue's redrive policy"
         ),
     }
@@ -197,7 +197,7 @@ async fn queue_attributes(
         .set_attribute_names(Some(names.to_vec()))
         .send()
         .await
-        .map_err(|e| aws_error_message(&e))
+        .map_err(|e| error_message(&e))
 }
 
 async fn probe_once(worker: &Worker, redrive_checked: &mut bool) {
@@ -241,7 +241,7 @@ async fn probe_once(worker: &Worker, redrive_checked: &mut bool) {
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| aws_error_message(&e));
+        .map_err(|e| error_message(&e));
     let topic = worker
         .events
         .client()
@@ -250,7 +250,7 @@ async fn probe_once(worker: &Worker, redrive_checked: &mut bool) {
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| aws_error_message(&e));
+        .map_err(|e| error_message(&e));
     let status = |r: &Result<(), String>| match r {
         Ok(()) => "ok".to_owned(),
         Err(e) => e.clone(),

@@ -34,6 +34,7 @@ pub mod ops;
 pub mod pool;
 pub mod processor;
 pub mod queue;
+pub mod sdk;
 pub mod state;
 pub mod streams;
 pub mod table;

@@ -11,7 +11,7 @@ use aws_sdk_sqs::types::{
 };
 
 use crate::batch::Batcher;
-use crate::table::aws_error_message;
+use crate::sdk::error_message;
 
 /// How long deletes and visibility changes wait for company.
 const LINGER: Duration = Duration::from_millis(10);
@@ -85,7 +85,7 @@ impl Queue {
                         .set_entries(Some(entries))
                         .send()
                         .await;
-                    per_entry(n, res.map(|o| o.failed).map_err(|e| aws_error_message(&e)))
+                    per_entry(n, res.map(|o| o.failed).map_err(|e| error_message(&e)))
                 }
             })
         };
@@ -115,7 +115,7 @@ impl Queue {
                         .set_entries(Some(entries))
                         .send()
                         .await;
-                    per_entry(n, res.map(|o| o.failed).map_err(|e| aws_error_message(&e)))
+                    per_entry(n, res.map(|o| o.failed).map_err(|e| error_message(&e)))
                 }
             })
         };
@@ -159,7 +159,7 @@ impl Queue {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| self.error("ReceiveMessage", &self.url, aws_error_message(&e)))?;
+            .map_err(|e| self.error("ReceiveMessage", &self.url, error_message(&e)))?;
         Ok(out
             .messages
             .unwrap_or_default()
@@ -245,7 +245,7 @@ impl Queue {
             .set_message_attributes((!attributes.is_empty()).then_some(attributes))
             .send()
             .await
-            .map_err(|e| self.error("SendMessage", &self.dlq_url, aws_error_message(&e)))?;
+            .map_err(|e| self.error("SendMessage", &self.dlq_url, error_message(&e)))?;
         self.delete(&msg.receipt).await
     }
 

@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use tracing::Instrument;
 
 use crate::item::{Attrs, Item, Key, val_to_av};
+use crate::sdk::error_message;
 use crate::state::{Cond, Op, Write};
 
 /// The user's table, seen through the cache attributes of its items.
@@ -135,7 +136,7 @@ impl Table {
                         Err(TableError::Call {
                             op: "UpdateItem",
                             table: self.name.clone(),
-                            message: format!("{other:?}"),
+                            message: error_message(&other),
                         })
                     }
                 }
@@ -152,25 +153,9 @@ impl Table {
         TableError::Call {
             op,
             table: self.name.clone(),
-            message: aws_error_message(&err),
+            message: error_message(&err),
         }
     }
-}
-
-/// A readable one-line message for an SDK error: the service's code and
-/// message, or the transport failure.
-pub fn aws_error_message<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    err: &SdkError<E, R>,
-) -> String {
-    use std::error::Error;
-    let mut msg = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 /// An update expression with its placeholders.

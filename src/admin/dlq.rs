@@ -13,7 +13,7 @@ use aws_sdk_sqs::types::{
 use super::show;
 use crate::config::Config;
 use crate::queue::{ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID};
-use crate::table::aws_error_message;
+use crate::sdk::error_message;
 
 /// One dead-lettered message.
 #[derive(Clone, Debug)]
@@ -62,11 +62,7 @@ impl Dlq {
             .send()
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "reading the depth of {}: {}",
-                    self.url,
-                    aws_error_message(&e)
-                )
+                anyhow::anyhow!("reading the depth of {}: {}", self.url, error_message(&e))
             })?;
         Ok(out
             .attributes
@@ -89,9 +85,7 @@ impl Dlq {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!("receiving from {}: {}", self.url, aws_error_message(&e))
-            })?;
+            .map_err(|e| anyhow::anyhow!("receiving from {}: {}", self.url, error_message(&e)))?;
         Ok(resp
             .messages
             .unwrap_or_default()
@@ -162,7 +156,7 @@ impl Dlq {
                 .send()
                 .await
                 .map_err(|e| {
-                    anyhow::anyhow!("deleting from {}: {}", self.url, aws_error_message(&e))
+                    anyhow::anyhow!("deleting from {}: {}", self.url, error_message(&e))
                 })?;
             if let Some(f) = out.failed.first() {
                 anyhow::bail!(

@@ -25,7 +25,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use super::dlq::{DeadLetter, Dlq};
 use crate::config::Config;
 use crate::queue::{ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID, MAX_MESSAGE_BYTES, attr_size};
-use crate::table::aws_error_message;
+use crate::sdk::error_message;
 
 /// How long a redrive hides the messages it received: a redrive that dies
 /// leaves them hidden at most this long.
@@ -265,7 +265,7 @@ impl Run {
                 Ok(out) => out,
                 Err(e) => {
                     self.hold(&chunk);
-                    anyhow::bail!("sending to {}: {}", self.queue_url, aws_error_message(&e));
+                    anyhow::bail!("sending to {}: {}", self.queue_url, error_message(&e));
                 }
             };
             let mut receipts = Vec::new();
