@@ -95,8 +95,9 @@ pub struct Publisher {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("SNS Publish to {topic} failed: {message}")]
+#[error("SNS {op} to {topic} failed: {message}")]
 pub struct PublishError {
+    pub op: &'static str,
     pub topic: String,
     pub message: String,
 }
@@ -115,8 +116,20 @@ impl Publisher {
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// Asks SNS whether the topic answers (`GetTopicAttributes`): the
+    /// readiness ping.
+    pub async fn ping(&self) -> Result<(), PublishError> {
+        self.client
+            .get_topic_attributes()
+            .topic_arn(&self.topic_arn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| PublishError {
+                op: "GetTopicAttributes",
+                topic: self.topic_arn.clone(),
+                message: crate::sdk::error_message(&e),
+            })
     }
 
     pub fn topic_arn(&self) -> &str {
@@ -224,6 +237,7 @@ impl Publisher {
             .instrument(span)
             .await
             .map_err(|e| PublishError {
+                op: "Publish",
                 topic: self.topic_arn.clone(),
                 message: crate::sdk::error_message(&e),
             })?;

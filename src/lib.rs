@@ -10,7 +10,9 @@
 //! Where to look:
 //! - [`state`]: the cache state machine, pure: record as read + message →
 //!   the next conditional write.
-//! - [`table`], [`queue`], [`events`]: thin AWS adapters.
+//! - [`table`], [`queue`], [`events`], [`dependencies`]: thin AWS
+//!   adapters, the only code that calls the SDK; [`sdk`]: how their
+//!   errors read; [`clock`]: the lease clock.
 //! - [`processor`]: what computes a value (`command`, `http`, or your own
 //!   [`processor::Processor`]).
 //! - [`worker`]: one message end to end; [`pool`]: pollers, heartbeats and

@@ -13,6 +13,12 @@ use aws_sdk_sqs::types::{
 use crate::batch::Batcher;
 use crate::sdk::error_message;
 
+mod probe;
+mod send;
+
+pub use probe::QueueStatus;
+pub use send::{MAX_BATCH, Outgoing, Sender};
+
 /// How long deletes and visibility changes wait for company.
 const LINGER: Duration = Duration::from_millis(10);
 
@@ -134,10 +140,6 @@ impl Queue {
 
     pub fn dlq_url(&self) -> &str {
         &self.dlq_url
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     /// One long-poll receive of up to `max` messages.

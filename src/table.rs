@@ -61,8 +61,16 @@ impl Table {
         &self.name
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// Asks DynamoDB whether the table answers (`DescribeTable`): the
+    /// readiness ping.
+    pub async fn ping(&self) -> Result<(), TableError> {
+        self.client
+            .describe_table()
+            .table_name(&self.name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.call_error("DescribeTable", e))
     }
 
     /// Reads the item with a strongly consistent `GetItem`; a missing item

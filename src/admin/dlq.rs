@@ -40,7 +40,7 @@ impl DeadLetter {
 
 /// The dead-letter queue.
 pub struct Dlq {
-    pub sqs: aws_sdk_sqs::Client,
+    sqs: aws_sdk_sqs::Client,
     pub url: String,
 }
 
