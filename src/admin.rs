@@ -10,13 +10,13 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value as Json, json};
 
+use crate::aws::queue::{MAX_BATCH, Outgoing, Sender};
+use crate::aws::table::{Table, Updated};
 use crate::clock::now_millis;
 use crate::config::{Config, EventKind};
 use crate::events::{CompletionEvent, Publisher};
 use crate::item::{Attrs, Key, KeyValue};
-use crate::queue::{MAX_BATCH, Outgoing, Sender};
 use crate::state::{self, Record};
-use crate::table::{Table, Updated};
 
 pub use dlq::{DeadLetter, dlq_list};
 pub use redrive::{Redrive, Report as RedriveReport, dlq_redrive};

@@ -23,7 +23,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::queue::Received;
+use crate::aws::queue::Received;
 use crate::worker::{Disposition, Worker, error_backoff};
 
 /// Messages in flight in this process, by SQS MessageId.

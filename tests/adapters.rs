@@ -6,10 +6,10 @@ mod common;
 
 use common::Env;
 use serde_json::json;
+use triggered_cache::aws::queue::{Outgoing, Queue, Sender};
+use triggered_cache::aws::table::{Table, TableError};
 use triggered_cache::events::Publisher;
 use triggered_cache::item::Attrs;
-use triggered_cache::queue::{Outgoing, Queue, Sender};
-use triggered_cache::table::{Table, TableError};
 
 fn attrs() -> Attrs {
     Attrs {

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use common::{Env, Recorder, Running};
 use serde_json::json;
+use triggered_cache::aws::table::Updated;
 use triggered_cache::item::to_av;
 use triggered_cache::processor::{Output, ProcessError, Processor};
 use triggered_cache::state::{self, Clock, Decision, Rejected, Status};
-use triggered_cache::table::Updated;
 
 const T: Duration = Duration::from_secs(30);
 

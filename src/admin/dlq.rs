@@ -11,9 +11,9 @@ use aws_sdk_sqs::types::{
 };
 
 use super::show;
+use crate::aws::error_message;
+use crate::aws::queue::{ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID};
 use crate::config::Config;
-use crate::queue::{ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID};
-use crate::sdk::error_message;
 
 /// One dead-lettered message.
 #[derive(Clone, Debug)]

@@ -23,10 +23,10 @@ use std::fmt;
 use aws_sdk_sqs::types::MessageAttributeValue;
 
 use super::dlq::{DeadLetter, Dlq};
-use crate::config::Config;
-use crate::queue::{
+use crate::aws::queue::{
     ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID, MAX_MESSAGE_BYTES, Outgoing, Sender, attr_size,
 };
+use crate::config::Config;
 
 /// How long a redrive hides the messages it received: a redrive that dies
 /// leaves them hidden at most this long.

@@ -12,8 +12,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 
 use tracing::Instrument;
 
+use crate::aws::error_message;
 use crate::item::{Attrs, Item, Key, val_to_av};
-use crate::sdk::error_message;
 use crate::state::{Cond, Op, Write};
 
 /// The user's table, seen through the cache attributes of its items.

@@ -27,8 +27,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use serde_json::Value as Json;
 
+use crate::aws::error_message;
 use crate::item::{Item, Key, KeyValue, to_av, to_json};
-use crate::sdk::error_message;
 
 /// The dependency table.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
 use super::QueueError;
-use crate::sdk::error_message;
+use crate::aws::error_message;
 
 /// SQS's most messages in one `SendMessageBatch`.
 pub const MAX_BATCH: usize = 10;

@@ -1,5 +1,6 @@
 //! The SQS adapter: long-poll receives, batched deletes and visibility
-//! changes, and dead-lettering with a reason.
+//! changes, and dead-lettering with a reason; the readiness ping and queue
+//! depths (`probe`), and the CLI's batch sends (`send`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,8 +11,8 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName,
 };
 
+use crate::aws::error_message;
 use crate::batch::Batcher;
-use crate::sdk::error_message;
 
 mod probe;
 mod send;

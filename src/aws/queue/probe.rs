@@ -5,7 +5,7 @@ use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::{Queue, QueueError};
-use crate::sdk::error_message;
+use crate::aws::error_message;
 
 /// What a ping of the request queue found.
 #[derive(Clone, Debug, Default)]
