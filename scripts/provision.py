@@ -164,7 +164,7 @@ def provision(endpoint: str, name: str, sort_key: bool, max_receive_count: int =
 
     # The table first: a key schema clash fails before anything is created.
     ensure_table(ddb, name, sort_key)
-    # The dependency edges: entity -> dependent cache (see src/dependencies.rs).
+    # The dependency edges: entity -> dependent cache (see src/aws/edges.rs).
     ensure_table(ddb, f"{name}-deps", True, ("entity", "dependent"))
 
     dlq_url, dlq_arn = ensure_queue(sqs, f"{name}-dlq", {})

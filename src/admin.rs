@@ -7,16 +7,16 @@ mod show;
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value as Json, json};
 
+use crate::aws::queue::{MAX_BATCH, Outgoing, Sender};
+use crate::aws::table::{Table, Updated};
+use crate::clock::now_millis;
 use crate::config::{Config, EventKind};
 use crate::events::{CompletionEvent, Publisher};
 use crate::item::{Attrs, Key, KeyValue};
-use crate::queue::now_millis;
 use crate::state::{self, Record};
-use crate::table::{Table, Updated, aws_error_message};
 
 pub use dlq::{DeadLetter, dlq_list};
 pub use redrive::{Redrive, Report as RedriveReport, dlq_redrive};
@@ -224,43 +224,27 @@ pub async fn send(
     sdk: &aws_config::SdkConfig,
     bodies: &[Json],
 ) -> anyhow::Result<Vec<String>> {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let queue = Sender::new(aws_sdk_sqs::Client::new(sdk), &cfg.sqs.queue_url);
     let bar = progress(bodies.len() as u64, "sending");
     let mut ids = Vec::with_capacity(bodies.len());
-    for chunk in bodies.chunks(10) {
-        let entries = chunk
+    for chunk in bodies.chunks(MAX_BATCH) {
+        let msgs = chunk
             .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(b.to_string())
-                    .build()
-                    .expect("id and body are set")
+            .map(|b| Outgoing {
+                body: b.to_string(),
+                attributes: None,
             })
-            .collect::<Vec<_>>();
-        let out = sqs
-            .send_message_batch()
-            .queue_url(&cfg.sqs.queue_url)
-            .set_entries(Some(entries))
-            .send()
+            .collect();
+        let sent = queue
+            .send_batch(msgs)
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "sending to {}: {}",
-                    cfg.sqs.queue_url,
-                    aws_error_message(&e)
-                )
-            })?;
-        if let Some(f) = out.failed.first() {
-            anyhow::bail!(
-                "sending failed: {}: {}",
-                f.code,
-                f.message.clone().unwrap_or_default()
-            );
-        }
-        bar.inc(out.successful.len() as u64);
-        ids.extend(out.successful.into_iter().map(|s| s.message_id));
+            .map_err(|e| anyhow::anyhow!("sending to {}: {}", queue.url(), e.message))?;
+        let sent = sent
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("sending failed: {e}"))?;
+        bar.inc(sent.len() as u64);
+        ids.extend(sent);
     }
     bar.finish_and_clear();
     Ok(ids)

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tracing::info;
 
+use crate::aws::queue::Queue;
+use crate::aws::table::Table;
 use crate::config::Config;
 use crate::events::Publisher;
 use crate::item::Attrs;
-use crate::queue::Queue;
-use crate::table::Table;
 use crate::worker::Worker;
 
 /// Loads the AWS configuration: the standard credential chain and region,
@@ -46,7 +46,7 @@ pub fn worker(cfg: Arc<Config>, sdk: &SdkConfig) -> anyhow::Result<Worker> {
         .table
         .clone()
         .filter(|t| !t.is_empty())
-        .map(|t| crate::dependencies::Dependencies::new(aws_sdk_dynamodb::Client::new(sdk), t));
+        .map(|t| crate::aws::edges::Dependencies::new(aws_sdk_dynamodb::Client::new(sdk), t));
     let worker = Worker::new(cfg, table, queue, events)?;
     Ok(match deps {
         Some(d) => worker.with_dependencies(d),

@@ -9,13 +9,13 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
-use aws_sdk_sns::Client;
-use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::{Map, Value as Json, json};
-use tracing::Instrument;
 
+use crate::aws::topic::{Message, Topic};
 use crate::config::{Config, EventKind};
 use crate::item::{Attrs, Item, Key, item_to_json};
+
+pub use crate::aws::topic::PublishError;
 
 /// SNS's limit for a message with its attributes.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -86,27 +86,16 @@ pub fn event_id(ev: &CompletionEvent<'_>) -> String {
 /// Publishes completion events to the configured topic.
 #[derive(Clone, Debug)]
 pub struct Publisher {
-    client: Client,
-    topic_arn: String,
-    fifo: bool,
+    topic: Topic,
     enabled: HashSet<EventKind>,
     projection: Option<Vec<String>>,
     attrs: Attrs,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("SNS Publish to {topic} failed: {message}")]
-pub struct PublishError {
-    pub topic: String,
-    pub message: String,
-}
-
 impl Publisher {
-    pub fn new(client: Client, cfg: &Config) -> Self {
+    pub fn new(client: aws_sdk_sns::Client, cfg: &Config) -> Self {
         Publisher {
-            client,
-            topic_arn: cfg.sns.topic_arn.clone(),
-            fifo: cfg.fifo_topic(),
+            topic: Topic::new(client, &cfg.sns.topic_arn, cfg.fifo_topic()),
             enabled: cfg.sns.events.iter().copied().collect(),
             projection: cfg.sns.record_attributes.clone(),
             attrs: Attrs {
@@ -115,12 +104,13 @@ impl Publisher {
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// Asks SNS whether the topic answers: the readiness ping.
+    pub async fn ping(&self) -> Result<(), PublishError> {
+        self.topic.ping().await
     }
 
     pub fn topic_arn(&self) -> &str {
-        &self.topic_arn
+        self.topic.arn()
     }
 
     pub fn enabled(&self, kind: EventKind) -> bool {
@@ -193,40 +183,17 @@ impl Publisher {
             return Ok(None);
         }
         let (id, body) = self.render(ev);
-        let attr = |v: &str| {
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(v)
-                .build()
-                .expect("data type and value are set")
-        };
-        let mut req = self
-            .client
-            .publish()
-            .topic_arn(&self.topic_arn)
-            .message(body)
-            .message_attributes("event", attr(ev.kind.as_str()))
-            .message_attributes("set", attr(ev.set));
-        for (k, v) in crate::telemetry::current_context() {
-            req = req.message_attributes(k, attr(&v));
-        }
-        if self.fifo {
-            req = req
-                .message_group_id(group_id(ev.key))
-                .message_deduplication_id(&id);
-        }
-        let span = tracing::info_span!(
-            "sns.Publish",
-            otel.kind = "producer",
-            event = ev.kind.as_str()
-        );
-        req.send()
-            .instrument(span)
-            .await
-            .map_err(|e| PublishError {
-                topic: self.topic_arn.clone(),
-                message: crate::table::aws_error_message(&e),
-            })?;
+        // The group is used by a FIFO topic only.
+        let group = group_id(ev.key);
+        self.topic
+            .publish(Message {
+                body,
+                attributes: &[("event", ev.kind.as_str()), ("set", ev.set)],
+                group: &group,
+                dedup_id: &id,
+                event: ev.kind.as_str(),
+            })
+            .await?;
         Ok(Some(id))
     }
 }

@@ -14,14 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value as Json, json};
 use tracing::{debug, warn};
 
+use crate::clock::now_millis;
 use crate::metrics::QueueLabel;
-use crate::queue::now_millis;
-use crate::table::aws_error_message;
 use crate::worker::Worker;
 
 /// The AWS dependencies readiness checks.
@@ -142,27 +139,16 @@ pub async fn probe(worker: Arc<Worker>) {
 /// The start-time redrive-policy check alone (one `GetQueueAttributes`),
 /// for a daemon without operations endpoints, where no probe runs.
 pub async fn check_redrive_policy(worker: Arc<Worker>) {
-    match worker
-        .queue
-        .client()
-        .get_queue_attributes()
-        .queue_url(worker.queue.url())
-        .attribute_names(QueueAttributeName::RedrivePolicy)
-        .send()
-        .await
-    {
-        Ok(out) => warn_about_redrive(&worker, &out),
+    match worker.queue.redrive_policy().await {
+        Ok(policy) => warn_about_redrive(&worker, policy.as_deref()),
         Err(e) => warn!(
-            error = %aws_error_message(&e),
+            error = %e,
             "could not read the request queue's redrive policy"
         ),
     }
 }
 
-fn warn_about_redrive(worker: &Worker, out: &GetQueueAttributesOutput) {
-    let policy = out
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy));
+fn warn_about_redrive(worker: &Worker, policy: Option<&str>) {
     let most = worker
         .cfg
         .sets
@@ -170,40 +156,16 @@ fn warn_about_redrive(worker: &Worker, out: &GetQueueAttributesOutput) {
         .max_by_key(|(_, s)| s.max_attempts)
         .map(|(name, s)| (name.as_str(), s.max_attempts));
     if let Some((set, max_attempts)) = most
-        && let Some(w) = redrive_warning(policy.map(String::as_str), max_attempts, set)
+        && let Some(w) = redrive_warning(policy, max_attempts, set)
     {
         warn!("{w}");
     }
 }
 
-/// `ApproximateNumberOfMessages` of a queue's attributes.
-fn depth(out: &GetQueueAttributesOutput) -> Option<i64> {
-    out.attributes()?
-        .get(&QueueAttributeName::ApproximateNumberOfMessages)?
-        .parse()
-        .ok()
-}
-
-async fn queue_attributes(
-    worker: &Worker,
-    url: &str,
-    names: &[QueueAttributeName],
-) -> Result<GetQueueAttributesOutput, String> {
-    worker
-        .queue
-        .client()
-        .get_queue_attributes()
-        .queue_url(url)
-        .set_attribute_names(Some(names.to_vec()))
-        .send()
-        .await
-        .map_err(|e| aws_error_message(&e))
-}
-
 async fn probe_once(worker: &Worker, redrive_checked: &mut bool) {
     let health = &worker.health;
-    let set_depth = |queue: &str, out: &GetQueueAttributesOutput| {
-        if let Some(n) = depth(out) {
+    let set_depth = |queue: &str, depth: Option<i64>| {
+        if let Some(n) = depth {
             worker
                 .metrics
                 .queue_messages
@@ -213,44 +175,26 @@ async fn probe_once(worker: &Worker, redrive_checked: &mut bool) {
                 .set(n);
         }
     };
-    let mut asked = vec![QueueAttributeName::ApproximateNumberOfMessages];
-    if !*redrive_checked {
-        asked.push(QueueAttributeName::RedrivePolicy);
-    }
-    let queue = queue_attributes(worker, worker.queue.url(), &asked)
+    let queue = worker
+        .queue
+        .ping(!*redrive_checked)
         .await
-        .map(|out| {
+        .map(|status| {
             if !*redrive_checked {
                 *redrive_checked = true;
-                warn_about_redrive(worker, &out);
+                warn_about_redrive(worker, status.redrive_policy.as_deref());
             }
-            set_depth("requests", &out);
-        });
-    let dlq = queue_attributes(
-        worker,
-        worker.queue.dlq_url(),
-        &[QueueAttributeName::ApproximateNumberOfMessages],
-    )
-    .await
-    .map(|out| set_depth("dlq", &out));
-    let table = worker
-        .table
-        .client()
-        .describe_table()
-        .table_name(worker.table.name())
-        .send()
+            set_depth("requests", status.depth);
+        })
+        .map_err(|e| e.to_string());
+    let dlq = worker
+        .queue
+        .dlq_depth()
         .await
-        .map(|_| ())
-        .map_err(|e| aws_error_message(&e));
-    let topic = worker
-        .events
-        .client()
-        .get_topic_attributes()
-        .topic_arn(worker.events.topic_arn())
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| aws_error_message(&e));
+        .map(|depth| set_depth("dlq", depth))
+        .map_err(|e| e.to_string());
+    let table = worker.table.ping().await.map_err(|e| e.to_string());
+    let topic = worker.events.ping().await.map_err(|e| e.to_string());
     let status = |r: &Result<(), String>| match r {
         Ok(()) => "ok".to_owned(),
         Err(e) => e.clone(),

@@ -10,7 +10,9 @@
 //! Where to look:
 //! - [`state`]: the cache state machine, pure: record as read + message →
 //!   the next conditional write.
-//! - [`table`], [`queue`], [`events`]: thin AWS adapters.
+//! - [`aws`]: thin AWS adapters (queue, table, dependency edges, topic),
+//!   the only code that calls the SDK; [`events`]: completion events as
+//!   subscribers see them; [`clock`]: the lease clock.
 //! - [`processor`]: what computes a value (`command`, `http`, or your own
 //!   [`processor::Processor`]).
 //! - [`worker`]: one message end to end; [`pool`]: pollers, heartbeats and
@@ -18,12 +20,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod aws;
 pub mod batch;
 pub mod cli;
+pub mod clock;
 pub mod coalesce;
 pub mod config;
 pub mod daemon;
-pub mod dependencies;
 pub mod envelope;
 pub mod events;
 pub mod health;
@@ -34,10 +37,8 @@ pub mod metrics;
 pub mod ops;
 pub mod pool;
 pub mod processor;
-pub mod queue;
 pub mod state;
 pub mod streams;
-pub mod table;
 pub mod telemetry;
 pub mod worker;
 

@@ -23,7 +23,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::queue::Received;
+use crate::aws::queue::Received;
 use crate::worker::{Disposition, Worker, error_backoff};
 
 /// Messages in flight in this process, by SQS MessageId.
@@ -190,7 +190,7 @@ async fn poll(
             .receive_batch_size
             .observe(messages.len() as f64);
         worker.metrics.received.inc_by(messages.len() as u64);
-        let now = crate::queue::now_millis();
+        let now = crate::clock::now_millis();
         for sent_at in messages.iter().filter_map(|m| m.sent_at) {
             let age_ms = (now - sent_at).max(0);
             worker

@@ -15,21 +15,22 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use tracing::{Instrument, debug, info, warn};
 
+use crate::aws::edges::Dependencies;
+use crate::aws::queue::{Queue, Received};
+use crate::aws::table::{Table, TableError, Updated};
+use crate::clock::now_millis;
 use crate::coalesce::{Coalescer, FlightOutcome, Leader, Role};
 use crate::config::{Config, EventKind, SetConfig};
-use crate::dependencies::Dependencies;
 use crate::envelope::Decoded;
 use crate::events::{CompletionEvent, Publisher};
 use crate::item::{Item, Key, MAX_ITEM_BYTES, item_to_json, to_av};
 use crate::message::{Command, Schema, SetSelector};
 use crate::metrics::Metrics;
 use crate::processor::{Job, ProcessError, Processor};
-use crate::queue::{Queue, Received, now_millis};
 use crate::state::{
     self, ClaimReason, Clock, Decision, Field, LeaveReason, Outcome, Rejected, Run,
 };
 use crate::streams::Rules;
-use crate::table::{Table, TableError, Updated};
 
 mod triggers;
 
@@ -294,7 +295,7 @@ impl Worker {
     fn after_error(&self, e: &anyhow::Error, msg: &Received) -> Disposition {
         let service = if e.downcast_ref::<TableError>().is_some() {
             Some("dynamodb")
-        } else if e.downcast_ref::<crate::queue::QueueError>().is_some() {
+        } else if e.downcast_ref::<crate::aws::queue::QueueError>().is_some() {
             Some("sqs")
         } else {
             // SNS failures are counted where they happen.

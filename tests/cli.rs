@@ -41,7 +41,7 @@ async fn put_ready(env: &Env, pk: &str) {
         .item("triggeredCache_summary_requestId", to_av(&json!("req-9")))
         .item(
             "triggeredCache_summary_readyAt",
-            to_av(&json!(triggered_cache::queue::now_millis() - 5000)),
+            to_av(&json!(triggered_cache::clock::now_millis() - 5000)),
         )
         .item("triggeredCache_summary_attempts", to_av(&json!(1)))
         .item("triggeredCache_summary_value", to_av(&json!({"total": 1})))

@@ -9,10 +9,10 @@
 mod common;
 
 use common::Env;
+use triggered_cache::aws::table::{Table, Updated};
+use triggered_cache::clock::now_millis;
 use triggered_cache::item::Attrs;
-use triggered_cache::queue::now_millis;
 use triggered_cache::state::{self, Clock, Decision};
-use triggered_cache::table::{Table, Updated};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_claims_of_one_item_have_exactly_one_winner() {

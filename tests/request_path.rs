@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use common::{Env, Recorder, Running};
 use serde_json::json;
+use triggered_cache::aws::table::Updated;
 use triggered_cache::item::to_av;
 use triggered_cache::processor::{Output, ProcessError, Processor};
 use triggered_cache::state::{self, Clock, Decision, Rejected, Status};
-use triggered_cache::table::Updated;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -167,7 +167,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_owners_late_commit_is_reject
     // A "ghost" owner claims with a short lease and then stalls (a paused
     // or partitioned process): it never renews.
     let clock = Clock {
-        now: triggered_cache::queue::now_millis(),
+        now: triggered_cache::clock::now_millis(),
         lease: 500,
         skew: 0,
         ttl: None,
@@ -185,7 +185,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_owners_late_commit_is_reject
     let lease_until = env.record("order#4", "summary").await.lease_until.unwrap();
     let expired_at = lease_until + cfg.worker.clock_skew.as_millis() as i64 + 50;
     common::wait_until("the ghost's lease to lapse", T, || async {
-        triggered_cache::queue::now_millis() > expired_at
+        triggered_cache::clock::now_millis() > expired_at
     })
     .await;
     let rid = env.send(&Env::request("order#4", "summary")).await;
@@ -202,7 +202,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_owners_late_commit_is_reject
         "ghost",
         epoch,
         json!("stale ghost value"),
-        triggered_cache::queue::now_millis(),
+        triggered_cache::clock::now_millis(),
     );
     let Updated::Rejected(now) = table.update(&key, &[("summary", &late)]).await.unwrap() else {
         panic!("the old owner's commit must be rejected");

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::{Env, Recorder, Running, wait_until};
 use serde_json::{Value as Json, json};
+use triggered_cache::clock::now_millis;
 use triggered_cache::processor::{Output, Processor};
-use triggered_cache::queue::now_millis;
 use triggered_cache::state::Status;
 
 const T: Duration = Duration::from_secs(40);

@@ -70,8 +70,8 @@ EXAMPLE_VARS = {
     "SECURITY_GROUP": "sg-0123456789abcdef0",
 }
 
-# Exactly what the daemon calls (src/queue.rs, src/table.rs, src/events.rs,
-# src/health.rs, src/dependencies.rs), by resource; `deps` is the optional
+# Exactly what the daemon calls (the adapters in src/aws/: queue, table,
+# topic, edges), by resource; `deps` is the optional
 # dependency-tracking edge table. SQS batch APIs are authorized by the single
 # actions. cmd_iam_actions also derives the set from the SDK calls in src/.
 DAEMON_ACTIONS = {

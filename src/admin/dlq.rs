@@ -11,9 +11,9 @@ use aws_sdk_sqs::types::{
 };
 
 use super::show;
+use crate::aws::error_message;
+use crate::aws::queue::{ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID};
 use crate::config::Config;
-use crate::queue::{ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID};
-use crate::table::aws_error_message;
 
 /// One dead-lettered message.
 #[derive(Clone, Debug)]
@@ -40,7 +40,7 @@ impl DeadLetter {
 
 /// The dead-letter queue.
 pub struct Dlq {
-    pub sqs: aws_sdk_sqs::Client,
+    sqs: aws_sdk_sqs::Client,
     pub url: String,
 }
 
@@ -62,11 +62,7 @@ impl Dlq {
             .send()
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "reading the depth of {}: {}",
-                    self.url,
-                    aws_error_message(&e)
-                )
+                anyhow::anyhow!("reading the depth of {}: {}", self.url, error_message(&e))
             })?;
         Ok(out
             .attributes
@@ -89,9 +85,7 @@ impl Dlq {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!("receiving from {}: {}", self.url, aws_error_message(&e))
-            })?;
+            .map_err(|e| anyhow::anyhow!("receiving from {}: {}", self.url, error_message(&e)))?;
         Ok(resp
             .messages
             .unwrap_or_default()
@@ -162,7 +156,7 @@ impl Dlq {
                 .send()
                 .await
                 .map_err(|e| {
-                    anyhow::anyhow!("deleting from {}: {}", self.url, aws_error_message(&e))
+                    anyhow::anyhow!("deleting from {}: {}", self.url, error_message(&e))
                 })?;
             if let Some(f) = out.failed.first() {
                 anyhow::bail!(

@@ -20,12 +20,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::MessageAttributeValue;
 
 use super::dlq::{DeadLetter, Dlq};
+use crate::aws::queue::{
+    ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID, MAX_MESSAGE_BYTES, Outgoing, Sender, attr_size,
+};
 use crate::config::Config;
-use crate::queue::{ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID, MAX_MESSAGE_BYTES, attr_size};
-use crate::table::aws_error_message;
 
 /// How long a redrive hides the messages it received: a redrive that dies
 /// leaves them hidden at most this long.
@@ -160,7 +161,8 @@ pub async fn dlq_redrive(
     sdk: &aws_config::SdkConfig,
     opts: Redrive,
 ) -> anyhow::Result<Report> {
-    let dlq = Dlq::new(aws_sdk_sqs::Client::new(sdk), &cfg.sqs.dlq_url);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let dlq = Dlq::new(sqs.clone(), &cfg.sqs.dlq_url);
     let at_start = dlq.depth().await?;
     let mut run = Run {
         queue_url: cfg.sqs.queue_url.clone(),
@@ -174,6 +176,7 @@ pub async fn dlq_redrive(
         },
         bar: super::progress(at_start.min(opts.limit as u64), "re-driving"),
         dlq,
+        queue: Sender::new(sqs, &cfg.sqs.queue_url),
     };
     let result = run.sweep().await;
     run.bar.finish_and_clear();
@@ -191,6 +194,8 @@ pub async fn dlq_redrive(
 
 struct Run {
     dlq: Dlq,
+    /// The request queue.
+    queue: Sender,
     queue_url: String,
     opts: Redrive,
     ledger: Ledger,
@@ -242,63 +247,50 @@ impl Run {
     /// that were sent.
     async fn send(&mut self, batch: Vec<DeadLetter>) -> anyhow::Result<()> {
         for chunk in by_size(batch) {
-            let entries = chunk
+            let msgs = chunk
                 .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(&m.body)
-                        .set_message_attributes(carried(m))
-                        .build()
-                        .expect("id and body are set")
+                .map(|m| Outgoing {
+                    body: m.body.clone(),
+                    attributes: carried(m),
                 })
-                .collect::<Vec<_>>();
-            let out = self
-                .dlq
-                .sqs
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send();
-            let out = match out.await {
-                Ok(out) => out,
+                .collect();
+            let results = match self.queue.send_batch(msgs).await {
+                Ok(results) => results,
                 Err(e) => {
                     self.hold(&chunk);
-                    anyhow::bail!("sending to {}: {}", self.queue_url, aws_error_message(&e));
+                    anyhow::bail!("sending to {}: {}", self.queue_url, e.message);
                 }
             };
             let mut receipts = Vec::new();
-            for sent in &out.successful {
-                let Some(m) = sent.id.parse::<usize>().ok().and_then(|i| chunk.get(i)) else {
-                    continue;
-                };
-                self.ledger.sent.insert(sent.message_id.clone());
-                receipts.push(m.receipt.clone());
-                *self
-                    .report
-                    .moved
-                    .entry(m.kind().unwrap_or("-").to_owned())
-                    .or_insert(0) += 1;
-                self.bar.inc(1);
+            let mut failed = Vec::new();
+            let mut first_failure = None;
+            for (m, result) in chunk.iter().zip(results) {
+                match result {
+                    Ok(message_id) => {
+                        self.ledger.sent.insert(message_id);
+                        receipts.push(m.receipt.clone());
+                        *self
+                            .report
+                            .moved
+                            .entry(m.kind().unwrap_or("-").to_owned())
+                            .or_insert(0) += 1;
+                        self.bar.inc(1);
+                    }
+                    Err(why) => {
+                        first_failure.get_or_insert(why);
+                        failed.push(m.clone());
+                    }
+                }
             }
-            let failed: Vec<DeadLetter> = out
-                .failed
-                .iter()
-                .filter_map(|f| f.id.parse::<usize>().ok().and_then(|i| chunk.get(i)))
-                .cloned()
-                .collect();
             self.hold(&failed);
             self.dlq.delete(&receipts).await.map_err(|e| {
                 e.context("sent to the request queue but not deleted from the dead-letter queue: a later redrive would send them again")
             })?;
-            if let Some(f) = out.failed.first() {
+            if let Some(why) = first_failure {
                 anyhow::bail!(
-                    "sending {} to {}: {}: {}",
-                    messages(out.failed.len()),
+                    "sending {} to {}: {why}",
+                    messages(failed.len()),
                     self.queue_url,
-                    f.code,
-                    f.message.clone().unwrap_or_default()
                 );
             }
         }

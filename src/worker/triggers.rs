@@ -6,20 +6,20 @@ use std::collections::BTreeSet;
 use tracing::{debug, info, warn};
 
 use super::{Disposition, Worker, error_backoff};
+use crate::aws::table::Updated;
+use crate::clock::now_millis;
 use crate::config::EventKind;
 use crate::events::CompletionEvent;
 use crate::item::{Item, Key, to_av};
 use crate::message::{Command, SetSelector};
 use crate::metrics::Metrics;
-use crate::queue::now_millis;
 use crate::state;
 use crate::streams::StreamTriggers;
-use crate::table::Updated;
 
 impl Worker {
     /// Writes the edges of entities this run newly depends on (before the
     /// commit) and returns the commit's extra attribute plus the edges to
-    /// remove after it (see [`crate::dependencies`]).
+    /// remove after it (see [`crate::aws::edges`]).
     pub(super) async fn track_dependencies(
         &self,
         key: &Key,
@@ -40,7 +40,7 @@ impl Worker {
             }
             return Ok((vec![], BTreeSet::new()));
         };
-        let old = crate::dependencies::recorded(claimed, attr);
+        let old = crate::aws::edges::recorded(claimed, attr);
         let new: BTreeSet<String> = reported.iter().cloned().collect();
         let added: BTreeSet<String> = new.difference(&old).cloned().collect();
         if !added.is_empty() {

@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 
 use tracing::Instrument;
 
+use crate::aws::error_message;
 use crate::item::{Attrs, Item, Key, val_to_av};
 use crate::state::{Cond, Op, Write};
 
@@ -60,8 +61,16 @@ impl Table {
         &self.name
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// Asks DynamoDB whether the table answers (`DescribeTable`): the
+    /// readiness ping.
+    pub async fn ping(&self) -> Result<(), TableError> {
+        self.client
+            .describe_table()
+            .table_name(&self.name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.call_error("DescribeTable", e))
     }
 
     /// Reads the item with a strongly consistent `GetItem`; a missing item
@@ -135,7 +144,7 @@ impl Table {
                         Err(TableError::Call {
                             op: "UpdateItem",
                             table: self.name.clone(),
-                            message: format!("{other:?}"),
+                            message: error_message(&other),
                         })
                     }
                 }
@@ -152,25 +161,9 @@ impl Table {
         TableError::Call {
             op,
             table: self.name.clone(),
-            message: aws_error_message(&err),
+            message: error_message(&err),
         }
     }
-}
-
-/// A readable one-line message for an SDK error: the service's code and
-/// message, or the transport failure.
-pub fn aws_error_message<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    err: &SdkError<E, R>,
-) -> String {
-    use std::error::Error;
-    let mut msg = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 /// An update expression with its placeholders.

@@ -27,8 +27,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use serde_json::Value as Json;
 
+use crate::aws::error_message;
 use crate::item::{Item, Key, KeyValue, to_av, to_json};
-use crate::table::aws_error_message;
 
 /// The dependency table.
 #[derive(Clone, Debug)]
@@ -150,11 +150,7 @@ impl Dependencies {
                     .send()
                     .await
                     .map_err(|e| {
-                        anyhow::anyhow!(
-                            "BatchWriteItem on {}: {}",
-                            self.table,
-                            aws_error_message(&e)
-                        )
+                        anyhow::anyhow!("BatchWriteItem on {}: {}", self.table, error_message(&e))
                     })?;
                 pending = out
                     .unprocessed_items
@@ -190,7 +186,7 @@ impl Dependencies {
             .send()
             .try_collect()
             .await
-            .map_err(|e| anyhow::anyhow!("Query on {}: {}", self.table, aws_error_message(&e)))?;
+            .map_err(|e| anyhow::anyhow!("Query on {}: {}", self.table, error_message(&e)))?;
         Ok(items.iter().filter_map(parse_dependent).collect())
     }
 }

@@ -1,8 +1,9 @@
 //! The SQS adapter: long-poll receives, batched deletes and visibility
-//! changes, and dead-lettering with a reason.
+//! changes, and dead-lettering with a reason; the readiness ping and queue
+//! depths (`probe`), and the CLI's batch sends (`send`).
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
@@ -10,8 +11,14 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName,
 };
 
+use crate::aws::error_message;
 use crate::batch::Batcher;
-use crate::table::aws_error_message;
+
+mod probe;
+mod send;
+
+pub use probe::QueueStatus;
+pub use send::{MAX_BATCH, Outgoing, Sender};
 
 /// How long deletes and visibility changes wait for company.
 const LINGER: Duration = Duration::from_millis(10);
@@ -85,7 +92,7 @@ impl Queue {
                         .set_entries(Some(entries))
                         .send()
                         .await;
-                    per_entry(n, res.map(|o| o.failed).map_err(|e| aws_error_message(&e)))
+                    per_entry(n, res.map(|o| o.failed).map_err(|e| error_message(&e)))
                 }
             })
         };
@@ -115,7 +122,7 @@ impl Queue {
                         .set_entries(Some(entries))
                         .send()
                         .await;
-                    per_entry(n, res.map(|o| o.failed).map_err(|e| aws_error_message(&e)))
+                    per_entry(n, res.map(|o| o.failed).map_err(|e| error_message(&e)))
                 }
             })
         };
@@ -134,10 +141,6 @@ impl Queue {
 
     pub fn dlq_url(&self) -> &str {
         &self.dlq_url
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     /// One long-poll receive of up to `max` messages.
@@ -159,7 +162,7 @@ impl Queue {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| self.error("ReceiveMessage", &self.url, aws_error_message(&e)))?;
+            .map_err(|e| self.error("ReceiveMessage", &self.url, error_message(&e)))?;
         Ok(out
             .messages
             .unwrap_or_default()
@@ -245,7 +248,7 @@ impl Queue {
             .set_message_attributes((!attributes.is_empty()).then_some(attributes))
             .send()
             .await
-            .map_err(|e| self.error("SendMessage", &self.dlq_url, aws_error_message(&e)))?;
+            .map_err(|e| self.error("SendMessage", &self.dlq_url, error_message(&e)))?;
         self.delete(&msg.receipt).await
     }
 
@@ -351,14 +354,6 @@ fn per_entry(
             out
         }
     }
-}
-
-/// Milliseconds since the Unix epoch, the clock of leases.
-pub fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -1,0 +1,111 @@
+//! The AWS adapters' own calls on the emulator: the readiness pings and
+//! queue gauges health.rs reads through them, and the CLI's batch sends.
+//! Each failure names the call and the resource, typed, not as a string.
+
+mod common;
+
+use common::Env;
+use serde_json::json;
+use triggered_cache::aws::queue::{Outgoing, Queue, Sender};
+use triggered_cache::aws::table::{Table, TableError};
+use triggered_cache::events::Publisher;
+use triggered_cache::item::Attrs;
+
+fn attrs() -> Attrs {
+    Attrs {
+        prefix: "tc".into(),
+    }
+}
+
+fn adapters(env: &Env) -> (Queue, Table, Publisher) {
+    let cfg = env.config(&["summary"]);
+    let queue = Queue::new(env.sqs.clone(), env.queue_url.clone(), env.dlq_url.clone());
+    let table = Table::new(env.ddb.clone(), &env.name, attrs());
+    (queue, table, Publisher::new(env.sns.clone(), &cfg))
+}
+
+#[tokio::test]
+async fn pings_answer_with_depths_and_the_redrive_policy() {
+    let env = Env::new("adapters-ping").await;
+    let (queue, table, topic) = adapters(&env);
+    env.send(&json!({"n": 1})).await;
+    env.send(&json!({"n": 2})).await;
+
+    let status = queue.ping(true).await.expect("the request queue answers");
+    assert_eq!(status.depth, Some(2));
+    let policy = status.redrive_policy.expect("Env sets a redrive policy");
+    assert!(policy.contains("maxReceiveCount"), "{policy}");
+    assert_eq!(
+        queue.ping(false).await.unwrap().redrive_policy,
+        None,
+        "asked only for the depth"
+    );
+    assert_eq!(queue.redrive_policy().await.unwrap(), Some(policy));
+    assert_eq!(queue.dlq_depth().await.unwrap(), Some(0));
+    table.ping().await.expect("the table answers");
+    topic.ping().await.expect("the topic answers");
+}
+
+#[tokio::test]
+async fn pings_of_missing_resources_fail_naming_the_call() {
+    let env = Env::new("adapters-missing").await;
+    let missing = common::unique("missing");
+    let queue_url = format!("{}-nope", env.queue_url);
+    let queue = Queue::new(env.sqs.clone(), queue_url.clone(), queue_url.clone());
+    let e = queue.ping(true).await.expect_err("no such queue");
+    assert_eq!(
+        (e.op, e.queue.as_str()),
+        ("GetQueueAttributes", queue_url.as_str())
+    );
+    assert!(!e.message.is_empty());
+    let e = queue.dlq_depth().await.expect_err("no such DLQ");
+    assert_eq!(e.op, "GetQueueAttributes");
+
+    let table = Table::new(env.ddb.clone(), &missing, attrs());
+    match table.ping().await {
+        Err(TableError::Call { op, table, message }) => {
+            assert_eq!((op, table.as_str()), ("DescribeTable", missing.as_str()));
+            assert!(message.contains("ResourceNotFound"), "{message}");
+        }
+        other => panic!("expected a failed DescribeTable, got {other:?}"),
+    }
+
+    let mut cfg = env.config(&["summary"]);
+    cfg.sns.topic_arn = format!("{}-nope", env.topic_arn);
+    let e = Publisher::new(env.sns.clone(), &cfg)
+        .ping()
+        .await
+        .expect_err("no such topic");
+    assert_eq!(
+        (e.op, e.topic.as_str()),
+        ("GetTopicAttributes", cfg.sns.topic_arn.as_str())
+    );
+    assert!(e.to_string().starts_with("SNS GetTopicAttributes"), "{e}");
+}
+
+#[tokio::test]
+async fn a_batch_send_reports_each_message() {
+    let env = Env::new("adapters-send").await;
+    let sender = Sender::new(env.sqs.clone(), &env.queue_url);
+    let msg = |body: &str| Outgoing {
+        body: body.into(),
+        attributes: None,
+    };
+    let sent = sender
+        .send_batch(vec![msg("one"), msg("two")])
+        .await
+        .expect("the queue answers");
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent.iter()
+            .all(|r| r.as_ref().is_ok_and(|id| !id.is_empty())),
+        "{sent:?}"
+    );
+    assert_eq!(env.queue_depth().await.0, 2);
+
+    let e = Sender::new(env.sqs.clone(), &format!("{}-nope", env.queue_url))
+        .send_batch(vec![msg("three")])
+        .await
+        .expect_err("no such queue");
+    assert_eq!(e.op, "SendMessageBatch");
+}
