@@ -96,10 +96,23 @@ pub async fn run(worker: Arc<Worker>) -> anyhow::Result<()> {
     // Readiness is read only through the endpoints: without them, no probe
     // (its API calls every 10s would serve nobody), only the start-time
     // redrive-policy check.
+    let prober = crate::health::Prober {
+        queue: worker.queue.clone(),
+        table: worker.table.clone(),
+        topic: worker.events.clone(),
+        metrics: worker.metrics.clone(),
+        health: worker.health.clone(),
+        most_attempts: worker
+            .cfg
+            .sets
+            .iter()
+            .max_by_key(|(_, s)| s.max_attempts)
+            .map(|(name, s)| (name.clone(), s.max_attempts)),
+    };
     let prober = if http.is_some() {
-        tokio::spawn(crate::health::probe(worker.clone()))
+        tokio::spawn(crate::health::probe(prober))
     } else {
-        tokio::spawn(crate::health::check_redrive_policy(worker.clone()))
+        tokio::spawn(crate::health::check_redrive_policy(prober))
     };
     crate::pool::run(worker.clone(), signals(worker.health.clone())).await?;
     prober.abort();

@@ -17,9 +17,12 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 use tracing::{debug, warn};
 
+use crate::aws::queue::Queue;
+use crate::aws::table::Table;
 use crate::clock::now_millis;
+use crate::events::Publisher;
+use crate::metrics::Metrics;
 use crate::metrics::QueueLabel;
-use crate::worker::Worker;
 
 /// The AWS dependencies readiness checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,19 +131,32 @@ impl Health {
 /// `DescribeTable`, `GetTopicAttributes`. Runs only when the operations
 /// endpoints are served (`http.listen`): nothing else reads what it finds.
 /// The first round also checks the redrive policy ([`redrive_warning`]).
-pub async fn probe(worker: Arc<Worker>) {
+pub async fn probe(prober: Prober) {
     let mut redrive_checked = false;
     loop {
-        probe_once(&worker, &mut redrive_checked).await;
+        probe_once(&prober, &mut redrive_checked).await;
         tokio::time::sleep(Health::PROBE_EVERY).await;
     }
 }
 
+/// What the readiness probe needs: the adapters it asks, where it writes
+/// what it finds, and the set whose `max_attempts` the queue's redrive
+/// policy must exceed.
+pub struct Prober {
+    pub queue: Queue,
+    pub table: Table,
+    pub topic: Publisher,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// The set with the most `max_attempts`, and that number.
+    pub most_attempts: Option<(String, u32)>,
+}
+
 /// The start-time redrive-policy check alone (one `GetQueueAttributes`),
 /// for a daemon without operations endpoints, where no probe runs.
-pub async fn check_redrive_policy(worker: Arc<Worker>) {
-    match worker.queue.redrive_policy().await {
-        Ok(policy) => warn_about_redrive(&worker, policy.as_deref()),
+pub async fn check_redrive_policy(prober: Prober) {
+    match prober.queue.redrive_policy().await {
+        Ok(policy) => warn_about_redrive(&prober, policy.as_deref()),
         Err(e) => warn!(
             error = %e,
             "could not read the request queue's redrive policy"
@@ -148,25 +164,19 @@ pub async fn check_redrive_policy(worker: Arc<Worker>) {
     }
 }
 
-fn warn_about_redrive(worker: &Worker, policy: Option<&str>) {
-    let most = worker
-        .cfg
-        .sets
-        .iter()
-        .max_by_key(|(_, s)| s.max_attempts)
-        .map(|(name, s)| (name.as_str(), s.max_attempts));
-    if let Some((set, max_attempts)) = most
-        && let Some(w) = redrive_warning(policy, max_attempts, set)
+fn warn_about_redrive(prober: &Prober, policy: Option<&str>) {
+    if let Some((set, max_attempts)) = &prober.most_attempts
+        && let Some(w) = redrive_warning(policy, *max_attempts, set)
     {
         warn!("{w}");
     }
 }
 
-async fn probe_once(worker: &Worker, redrive_checked: &mut bool) {
-    let health = &worker.health;
+async fn probe_once(prober: &Prober, redrive_checked: &mut bool) {
+    let health = &prober.health;
     let set_depth = |queue: &str, depth: Option<i64>| {
         if let Some(n) = depth {
-            worker
+            prober
                 .metrics
                 .queue_messages
                 .get_or_create(&QueueLabel {
@@ -175,26 +185,26 @@ async fn probe_once(worker: &Worker, redrive_checked: &mut bool) {
                 .set(n);
         }
     };
-    let queue = worker
+    let queue = prober
         .queue
         .ping(!*redrive_checked)
         .await
         .map(|status| {
             if !*redrive_checked {
                 *redrive_checked = true;
-                warn_about_redrive(worker, status.redrive_policy.as_deref());
+                warn_about_redrive(prober, status.redrive_policy.as_deref());
             }
             set_depth("requests", status.depth);
         })
         .map_err(|e| e.to_string());
-    let dlq = worker
+    let dlq = prober
         .queue
         .dlq_depth()
         .await
         .map(|depth| set_depth("dlq", depth))
         .map_err(|e| e.to_string());
-    let table = worker.table.ping().await.map_err(|e| e.to_string());
-    let topic = worker.events.ping().await.map_err(|e| e.to_string());
+    let table = prober.table.ping().await.map_err(|e| e.to_string());
+    let topic = prober.topic.ping().await.map_err(|e| e.to_string());
     let status = |r: &Result<(), String>| match r {
         Ok(()) => "ok".to_owned(),
         Err(e) => e.clone(),
