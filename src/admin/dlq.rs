@@ -6,13 +6,12 @@
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageAttributeValue, QueueAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, QueueAttributeName,
 };
 
 use super::show;
 use crate::aws::error_message;
-use crate::aws::queue::{ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID};
+use crate::aws::queue::{ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID, delete_entries};
 use crate::config::Config;
 
 /// One dead-lettered message.
@@ -137,17 +136,7 @@ impl Dlq {
     /// Deletes messages; fails naming how many could not be deleted.
     pub async fn delete(&self, receipts: &[String]) -> anyhow::Result<()> {
         for chunk in receipts.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(r)
-                        .build()
-                        .expect("id and receipt are set")
-                })
-                .collect::<Vec<_>>();
+            let entries = delete_entries(chunk);
             let out = self
                 .sqs
                 .delete_message_batch()

@@ -64,6 +64,22 @@ pub struct Queue {
     visibility: Batcher<(String, i32)>,
 }
 
+/// The entries of one `DeleteMessageBatch` (at most 10 receipts), with
+/// their positions as ids.
+pub fn delete_entries(receipts: &[String]) -> Vec<DeleteMessageBatchRequestEntry> {
+    receipts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(r)
+                .build()
+                .expect("id and receipt are set")
+        })
+        .collect()
+}
+
 impl Queue {
     /// Must be called inside a tokio runtime (it starts the batchers).
     pub fn new(client: Client, url: String, dlq_url: String) -> Self {
@@ -74,17 +90,7 @@ impl Queue {
                 let client = client.clone();
                 let url = url.clone();
                 async move {
-                    let entries = receipts
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, r)| {
-                            DeleteMessageBatchRequestEntry::builder()
-                                .id(i.to_string())
-                                .receipt_handle(r)
-                                .build()
-                                .expect("id and receipt are set")
-                        })
-                        .collect::<Vec<_>>();
+                    let entries = delete_entries(&receipts);
                     let n = entries.len();
                     let res = client
                         .delete_message_batch()
