@@ -312,6 +312,20 @@ impl Metrics {
         }
     }
 
+    /// Counts a failed call to an AWS service (`dynamodb`, `sqs`, `sns`).
+    pub fn aws_error(&self, service: &str) {
+        self.aws_errors
+            .get_or_create(&ServiceLabel {
+                service: service.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Increments a per-set counter.
+    pub fn inc(family: &BySet, set: &str) {
+        family.get_or_create(&Self::set(set)).inc();
+    }
+
     /// Reads a per-set counter (tests, CLI).
     pub fn count(family: &BySet, set: &str) -> u64 {
         family.get_or_create(&Self::set(set)).get()

@@ -1,10 +1,12 @@
-//! The worker pool: pollers, in-flight slots, heartbeats and shutdown.
+//! The worker pool: pollers, in-flight slots, one heartbeat per message
+//! ([`crate::heartbeat`]) and shutdown.
 //!
 //! Pollers long-poll the queue but never ask for more messages than there
 //! are free in-flight slots, so a received message always starts at once.
 //! Each message is handled in its own task under a span naming its key,
 //! set, request id and receive count; while it is in flight its visibility
-//! is extended on every heartbeat. A panicking handler is caught: its
+//! is extended on every heartbeat, which also renews the lease of its
+//! processing run. A panicking handler is caught: its
 //! message goes back to the queue and the pool lives on.
 //!
 //! [`run`] takes its shutdown signal as a future (as mini-redis does), so
@@ -24,6 +26,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::aws::queue::Received;
+use crate::heartbeat::{Beats, Heartbeat};
 use crate::worker::{Disposition, Worker, error_backoff};
 
 /// Messages in flight in this process, by SQS MessageId.
@@ -35,6 +38,8 @@ struct InFlight {
 struct Entry {
     receipt: String,
     abort: Option<AbortHandle>,
+    /// The message's heartbeat: it knows the lease of a run in progress.
+    beat: Arc<Heartbeat>,
 }
 
 /// Runs the pool until `shutdown` completes, then drains (DESIGN §5,
@@ -103,7 +108,8 @@ pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) -> any
                 abort.abort();
             }
         }
-        worker.release_runs().await;
+        let leases = left.iter().map(|(_, e)| e.beat.release(&worker.table));
+        futures::future::join_all(leases).await;
         let releases = left
             .iter()
             .map(|(_, e)| worker.queue.set_visibility(&e.receipt, Duration::ZERO));
@@ -209,14 +215,22 @@ async fn poll(
                 continue;
             };
             let id = msg.message_id.clone();
+            let beat = Arc::new(Heartbeat::default());
             inflight.entries.lock().expect("in-flight lock").insert(
                 id.clone(),
                 Entry {
                     receipt: msg.receipt.clone(),
                     abort: None,
+                    beat: beat.clone(),
                 },
             );
-            let task = tokio::spawn(handle_one(worker.clone(), inflight.clone(), msg, permit));
+            let task = tokio::spawn(handle_one(
+                worker.clone(),
+                inflight.clone(),
+                msg,
+                beat,
+                permit,
+            ));
             if let Some(entry) = inflight
                 .entries
                 .lock()
@@ -233,6 +247,7 @@ async fn handle_one(
     worker: Arc<Worker>,
     inflight: Arc<InFlight>,
     msg: Received,
+    beat: Arc<Heartbeat>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let metrics = worker.metrics.clone();
@@ -247,14 +262,25 @@ async fn handle_one(
         receive_count = msg.receive_count,
     );
     crate::telemetry::adopt_parent(&span, &msg.attributes);
-    let keeper = AbortOnDrop(tokio::spawn(keep_invisible(
-        worker.clone(),
-        msg.receipt.clone(),
-    )));
-    let outcome = AssertUnwindSafe(worker.handle(&msg).instrument(span.clone()))
+    let beats = Beats {
+        queue: worker.queue.clone(),
+        table: worker.table.clone(),
+        metrics: metrics.clone(),
+        period: worker.cfg.worker.heartbeat_interval,
+        visibility: worker.cfg.sqs.visibility_timeout,
+        lease: worker.cfg.worker.lease_duration,
+    };
+    let keeper = AbortOnDrop(tokio::spawn(
+        beat.clone()
+            .run(beats, msg.receipt.clone())
+            .instrument(span.clone()),
+    ));
+    let outcome = AssertUnwindSafe(worker.handle(&msg, &beat).instrument(span.clone()))
         .catch_unwind()
         .await;
     drop(keeper);
+    // A run that panicked still holds its lease: give it up now.
+    beat.release(&worker.table).instrument(span.clone()).await;
     let disposition = outcome.unwrap_or_else(|panic| {
         metrics.panics.inc();
         let what = panic
@@ -295,23 +321,6 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Extends the message's visibility on every heartbeat while it is in
-/// flight, so that no other replica receives it meanwhile.
-async fn keep_invisible(worker: Arc<Worker>, receipt: String) {
-    let period = worker.cfg.worker.heartbeat_interval;
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    loop {
-        tick.tick().await;
-        if let Err(e) = worker
-            .queue
-            .set_visibility(&receipt, worker.cfg.sqs.visibility_timeout)
-            .await
-        {
-            warn!(error = %e, "could not extend the message's visibility");
-        }
     }
 }
 

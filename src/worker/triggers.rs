@@ -163,7 +163,7 @@ impl Worker {
                             status = rec.status().as_str(),
                             "cache reset by trigger"
                         );
-                        self.publish(CompletionEvent {
+                        self.publish_event(CompletionEvent {
                             item: Some(&new),
                             ..CompletionEvent::new(EventKind::Reset, key, set, rec.epoch())
                         })
@@ -207,7 +207,7 @@ impl Worker {
                     epoch = rec.epoch(),
                     "trigger flow started; reprocessing held until it ends"
                 );
-                self.publish(CompletionEvent {
+                self.publish_event(CompletionEvent {
                     item: Some(&new),
                     ..CompletionEvent::new(EventKind::Reset, key, set, rec.epoch())
                 })

@@ -1,0 +1,159 @@
+//! One heartbeat per message in flight.
+//!
+//! On every tick (`worker.heartbeat_interval`) it extends the message's
+//! visibility, so that no other replica receives it meanwhile, and, while
+//! the message's processing run holds a lease, renews the lease in the
+//! same tick. A renewal that is rejected means the run was invalidated (a
+//! trigger moved the epoch, or the lease was taken over): the run is told
+//! at once and stops early.
+//!
+//! The heartbeat also remembers the lease of a run that never finished (a
+//! panic, or an abort at shutdown), so that the pool releases it instead of
+//! leaving the item blocked until the lease lapses.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::aws::queue::Queue;
+use crate::aws::table::{Table, Updated};
+use crate::item::{Item, Key};
+use crate::metrics::Metrics;
+use crate::state::{self, Clock};
+
+/// The lease a processing run holds: renewed by `rid` for `epoch`.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub key: Key,
+    pub set: String,
+    pub rid: String,
+    pub epoch: i64,
+}
+
+struct Held {
+    lease: Lease,
+    /// Told the item as it is now when a renewal is rejected.
+    invalidated: Option<oneshot::Sender<Item>>,
+}
+
+/// What the heartbeat of one message keeps alive.
+#[derive(Default)]
+pub struct Heartbeat {
+    held: Mutex<Option<Held>>,
+}
+
+/// What a heartbeat needs to do its work.
+#[derive(Clone)]
+pub struct Beats {
+    pub queue: Queue,
+    pub table: Table,
+    pub metrics: Arc<Metrics>,
+    pub period: Duration,
+    pub visibility: Duration,
+    pub lease: Duration,
+}
+
+impl Heartbeat {
+    /// Renews `lease` on every tick until [`Heartbeat::clear`]; the
+    /// receiver gets the item if a renewal is rejected.
+    pub fn hold(&self, lease: Lease) -> oneshot::Receiver<Item> {
+        let (tx, rx) = oneshot::channel();
+        *self.held.lock().expect("heartbeat lock") = Some(Held {
+            lease,
+            invalidated: Some(tx),
+        });
+        rx
+    }
+
+    /// The run ended (its outcome is written, or it was invalidated).
+    pub fn clear(&self) {
+        self.held.lock().expect("heartbeat lock").take();
+    }
+
+    fn lease(&self) -> Option<Lease> {
+        self.held
+            .lock()
+            .expect("heartbeat lock")
+            .as_ref()
+            .map(|h| h.lease.clone())
+    }
+
+    /// A renewal of `lease` was rejected: tell the run, once.
+    fn invalidate(&self, lease: &Lease, now: Item) {
+        let mut held = self.held.lock().expect("heartbeat lock");
+        if let Some(h) = held.as_mut()
+            && h.lease.rid == lease.rid
+            && h.lease.epoch == lease.epoch
+            && let Some(tx) = h.invalidated.take()
+        {
+            let _ = tx.send(now);
+            *held = None;
+        }
+    }
+
+    /// Beats until dropped (the pool aborts it when the message settles).
+    pub async fn run(self: Arc<Self>, beats: Beats, receipt: String) {
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + beats.period, beats.period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let visible = beats.queue.set_visibility(&receipt, beats.visibility);
+            let renew = self.renew(&beats);
+            let (visible, ()) = tokio::join!(visible, renew);
+            if let Err(e) = visible {
+                warn!(error = %e, "could not extend the message's visibility");
+            }
+        }
+    }
+
+    async fn renew(&self, beats: &Beats) {
+        let Some(lease) = self.lease() else { return };
+        let clock = Clock {
+            now: crate::clock::now_millis(),
+            lease: beats.lease.as_millis() as i64,
+            skew: 0,
+            ttl: None,
+        };
+        let write = state::renew(&lease.rid, lease.epoch, &clock);
+        match beats
+            .table
+            .update(&lease.key, &[(&lease.set, &write)])
+            .await
+        {
+            Ok(Updated::Applied(_)) => {}
+            // The run logs it (worker/observe.rs).
+            Ok(Updated::Rejected(now)) => self.invalidate(&lease, now),
+            Err(e) => {
+                beats.metrics.aws_error("dynamodb");
+                warn!(error = %e, "lease renewal failed; retrying on the next heartbeat");
+            }
+        }
+    }
+
+    /// Gives up the lease of a run that did not finish (aborted at
+    /// shutdown, or panicked), so that another replica or the message's
+    /// redelivery continues at once instead of waiting for it to lapse.
+    pub async fn release(&self, table: &Table) {
+        let Some(Lease {
+            key,
+            set,
+            rid,
+            epoch,
+        }) = self.lease()
+        else {
+            return;
+        };
+        self.clear();
+        let write = state::release(&rid, epoch);
+        match table.update(&key, &[(set.as_str(), &write)]).await {
+            Ok(Updated::Applied(_)) => info!(%key, set, request_id = rid, "lease released"),
+            Ok(Updated::Rejected(_)) => {}
+            Err(e) => {
+                warn!(%key, set, error = %e, "could not release a lease; it lapses by itself")
+            }
+        }
+    }
+}

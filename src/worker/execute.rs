@@ -1,0 +1,257 @@
+//! The executor of a [`Handler`]'s effects: DynamoDB reads and conditional
+//! writes, the processor run under the message's heartbeat, the commit
+//! with its dependency edges, the completion event. It decides nothing:
+//! every outcome goes back to the handler as an [`Input`].
+
+use std::time::Instant;
+
+use tracing::{Instrument, warn};
+
+use super::{FlightKey, Worker, observe};
+use crate::aws::table::{TableError, Updated};
+use crate::coalesce::Leader;
+use crate::events::CompletionEvent;
+use crate::handler::{Answer, Disposition, Effect, Handler, Input};
+use crate::heartbeat::{Heartbeat, Lease};
+use crate::item::{Item, Key, MAX_ITEM_BYTES, item_to_json, to_av};
+use crate::metrics::Metrics;
+use crate::processor::{Job, Output, ProcessError};
+use crate::state::{Field, Write};
+
+/// One message's handling: what the effects need.
+pub(super) struct Execution<'a> {
+    pub key: &'a Key,
+    pub set: &'a str,
+    pub leader: Option<&'a mut Leader<FlightKey>>,
+    pub beat: &'a Heartbeat,
+}
+
+impl Worker {
+    /// Carries out `handler`'s effects until it settles the message.
+    pub(super) async fn execute(
+        &self,
+        mut handler: Handler,
+        mut ex: Execution<'_>,
+    ) -> anyhow::Result<Disposition> {
+        let set_cfg = self
+            .cfg
+            .sets
+            .get(ex.set)
+            .expect("decoded sets are configured");
+        // The item as last read or written: what a job and an event carry.
+        let mut item = Item::default();
+        let mut effect = handler.start();
+        loop {
+            let input = match effect {
+                Effect::Settle(disposition) => return Ok(disposition),
+                Effect::Read => {
+                    item = self.table.get(ex.key).await?;
+                    Input::Read(self.record(&item, ex.set))
+                }
+                Effect::Adopt { owner } => {
+                    let me = handler.request_id();
+                    Input::Adopted(ex.leader.as_mut().is_some_and(|l| l.adopt(&owner, me)))
+                }
+                Effect::Write(write) => self.write(&ex, &write, &mut item).await?,
+                Effect::Run {
+                    rid,
+                    epoch,
+                    attempt,
+                    input,
+                } => {
+                    let job = Job {
+                        key: ex.key.to_json(),
+                        set: ex.set.to_owned(),
+                        epoch,
+                        request_id: rid.clone(),
+                        input,
+                        record: item_to_json(&item),
+                    };
+                    let lease = Lease {
+                        key: ex.key.clone(),
+                        set: ex.set.to_owned(),
+                        rid,
+                        epoch,
+                    };
+                    match self.run_processor(&ex, job, attempt, lease).await? {
+                        Ran::Answered(result) => Input::Ran(result),
+                        Ran::Invalidated(now) => {
+                            item = now;
+                            Input::Invalidated(self.record(&item, ex.set))
+                        }
+                    }
+                }
+                Effect::Commit { write, output } => {
+                    self.commit(&ex, &write, &output, &mut item).await?
+                }
+                Effect::Publish(answer) => {
+                    self.publish(&mut ex, &answer, &item).await?;
+                    Input::Published
+                }
+            };
+            let step = handler.next(input, &self.clock(set_cfg));
+            for note in &step.notes {
+                observe::note(&self.metrics, ex.set, note);
+            }
+            effect = step.effect;
+        }
+    }
+
+    fn record(&self, item: &Item, set: &str) -> crate::state::Record {
+        self.table.attrs.record(item, set)
+    }
+
+    async fn write(
+        &self,
+        ex: &Execution<'_>,
+        write: &Write,
+        item: &mut Item,
+    ) -> anyhow::Result<Input> {
+        let (updated, applied) = match self.table.update(ex.key, &[(ex.set, write)]).await? {
+            Updated::Applied(new) => (new, true),
+            Updated::Rejected(now) => (now, false),
+        };
+        *item = updated;
+        let rec = self.record(item, ex.set);
+        Ok(if applied {
+            Input::Applied(rec)
+        } else {
+            Input::Rejected(rec)
+        })
+    }
+
+    /// Runs the processor under the message's heartbeat, which renews the
+    /// run's lease; a rejected renewal stops the run early.
+    async fn run_processor(
+        &self,
+        ex: &Execution<'_>,
+        job: Job,
+        attempt: i64,
+        lease: Lease,
+    ) -> anyhow::Result<Ran> {
+        let set = ex.set;
+        let set_cfg = self.cfg.sets.get(set).expect("decoded sets are configured");
+        let processor = self
+            .processors
+            .get(set)
+            .ok_or_else(|| anyhow::anyhow!("set {set} has no processor"))?;
+        Metrics::inc(&self.metrics.processing_runs, set);
+        let _in_progress = self.metrics.run_started(set);
+        let invalidated = ex.beat.hold(lease);
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "processor",
+            otel.kind = "internal",
+            set,
+            epoch = job.epoch,
+            attempt
+        );
+        let work = tokio::time::timeout(set_cfg.timeout, processor.process(&job)).instrument(span);
+        let ran = tokio::select! {
+            result = work => {
+                ex.beat.clear();
+                Ran::Answered(result.unwrap_or_else(|_| {
+                    Err(ProcessError::Retryable(format!(
+                        "processing timed out after {} (sets.{set}.timeout)",
+                        humantime::format_duration(set_cfg.timeout)
+                    )))
+                }))
+            }
+            Ok(now) = invalidated => Ran::Invalidated(now),
+        };
+        self.metrics
+            .processing_seconds
+            .get_or_create(&Metrics::set(set))
+            .observe(started.elapsed().as_secs_f64());
+        Ok(ran)
+    }
+
+    /// The fenced commit, with the dependency edges of the value written
+    /// before it and those no longer reported removed after it.
+    async fn commit(
+        &self,
+        ex: &Execution<'_>,
+        write: &Write,
+        output: &Output,
+        item: &mut Item,
+    ) -> anyhow::Result<Input> {
+        let (key, set) = (ex.key, ex.set);
+        if let Some(error) = too_large(
+            item,
+            &self.table.attrs.name(set, Field::Value),
+            &output.value,
+        ) {
+            return Ok(Input::TooLarge(error));
+        }
+        let deps_attr = format!("{}_{set}_dependsOn", self.table.attrs.prefix);
+        let (extra, stale_edges) = self
+            .track_dependencies(key, set, item, &deps_attr, &output.depends_on)
+            .await?;
+        match self.table.update_with(key, &[(set, write)], &extra).await {
+            Ok(Updated::Applied(new)) => {
+                if let (Some(deps), false) = (&self.dependencies, stale_edges.is_empty())
+                    && let Err(e) = deps.remove(key, set, &stale_edges).await
+                {
+                    warn!(error = %format!("{e:#}"), "could not remove dependency edges no longer reported; they cost extra resets only");
+                }
+                *item = new;
+                Ok(Input::Applied(self.record(item, set)))
+            }
+            Ok(Updated::Rejected(now)) => {
+                *item = now;
+                Ok(Input::Rejected(self.record(item, set)))
+            }
+            Err(TableError::TooLarge(msg)) => Ok(Input::TooLarge(format!(
+                "the value does not fit the item: {msg}"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Publishes an answer, naming the requests coalesced with this one.
+    async fn publish(
+        &self,
+        ex: &mut Execution<'_>,
+        answer: &Answer,
+        item: &Item,
+    ) -> anyhow::Result<()> {
+        let coalesced = ex.leader.as_mut().map(|l| l.seal()).unwrap_or_default();
+        self.publish_event(CompletionEvent {
+            request_id: Some(&answer.request_id),
+            item: Some(item),
+            value: answer.value.as_ref(),
+            error: answer.error.as_deref(),
+            coalesced: &coalesced,
+            failed_message_id: answer.failed_message_id.as_deref(),
+            ..CompletionEvent::new(answer.kind, ex.key, ex.set, answer.epoch)
+        })
+        .await
+    }
+}
+
+/// How a processor run ended.
+enum Ran {
+    Answered(Result<Output, ProcessError>),
+    /// A lease renewal was rejected; the item as it is now.
+    Invalidated(Item),
+}
+
+/// Why a value cannot be stored, if it cannot: the item with the new value
+/// would pass DynamoDB's 400 KB limit.
+fn too_large(item: &Item, value_attr: &str, value: &serde_json::Value) -> Option<String> {
+    let rest: usize = item
+        .iter()
+        .filter(|(k, _)| k.as_str() != value_attr)
+        .map(|(k, v)| k.len() + crate::item::av_size(v))
+        .sum();
+    let value_size = value_attr.len() + crate::item::av_size(&to_av(value));
+    // Room for the bookkeeping the commit adds (status, readyAt).
+    let total = rest + value_size + 64;
+    (total > MAX_ITEM_BYTES).then(|| {
+        format!(
+            "the value is {} KB and the item would be {} KB, over DynamoDB's 400 KB item size limit; return a smaller value (or store it elsewhere and cache a reference)",
+            value_size / 1024,
+            total / 1024
+        )
+    })
+}
