@@ -80,6 +80,26 @@ pub fn delete_entries(receipts: &[String]) -> Vec<DeleteMessageBatchRequestEntry
         .collect()
 }
 
+/// The entries of one `ChangeMessageVisibilityBatch` (at most 10
+/// receipts, each with its new timeout in seconds), with their positions
+/// as ids.
+pub fn visibility_entries(
+    changes: Vec<(String, i32)>,
+) -> Vec<ChangeMessageVisibilityBatchRequestEntry> {
+    changes
+        .into_iter()
+        .enumerate()
+        .map(|(i, (r, secs))| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(r)
+                .visibility_timeout(secs)
+                .build()
+                .expect("id and receipt are set")
+        })
+        .collect()
+}
+
 impl Queue {
     /// Must be called inside a tokio runtime (it starts the batchers).
     pub fn new(client: Client, url: String, dlq_url: String) -> Self {
@@ -109,18 +129,7 @@ impl Queue {
                 let client = client.clone();
                 let url = url.clone();
                 async move {
-                    let entries = changes
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, (r, secs))| {
-                            ChangeMessageVisibilityBatchRequestEntry::builder()
-                                .id(i.to_string())
-                                .receipt_handle(r)
-                                .visibility_timeout(secs)
-                                .build()
-                                .expect("id and receipt are set")
-                        })
-                        .collect::<Vec<_>>();
+                    let entries = visibility_entries(changes);
                     let n = entries.len();
                     let res = client
                         .change_message_visibility_batch()
