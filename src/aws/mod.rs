@@ -5,8 +5,10 @@
 //! health, the CLI) speaks in the adapters' terms — a received message, an
 //! item, a conditional write, a ping — and never calls an SDK client, so
 //! each AWS call has one home, one span and one error type that names the
-//! call and the resource. `scripts/deploy/verify.py` derives the IAM
-//! actions from the SDK calls found here.
+//! call and the resource. Every call an adapter makes is listed, with the
+//! IAM action it needs, in [`iam::IAM_ACTIONS`] (a test fails on a call
+//! missing there); `triggered-cache iam-actions` prints that list and
+//! `scripts/deploy/verify.py` checks the IAM policies against it.
 //!
 //! - [`queue`]: SQS, the request queue and its DLQ, and batch sends.
 //! - [`dlq`]: SQS, the dead-letter queue as the operators' commands see it.
@@ -22,6 +24,7 @@
 
 pub mod dlq;
 pub mod edges;
+pub mod iam;
 pub mod queue;
 pub mod table;
 pub mod topic;
@@ -31,6 +34,8 @@ use std::error::Error;
 use aws_sdk_sqs::error::DisplayErrorContext;
 
 use crate::item::Attrs;
+
+pub use iam::IAM_ACTIONS;
 
 /// The SDK clients of one AWS configuration. Callers outside `aws/` get
 /// adapters from it, never a client.
