@@ -246,7 +246,14 @@ ecs_step() {
 }
 
 iam_step() {
-    helper iam-actions
+    # The actions the code needs are its own list (src/aws/iam.rs), printed
+    # by the binary; the policies must grant exactly those.
+    debug_binary
+    "$ROOT/target/debug/triggered-cache" iam-actions >"$WORK/iam-actions.json"
+    helper iam-actions "$WORK/iam-actions.json"
+    local tests
+    tests="$(cd scripts/deploy && "$PY" -m unittest discover -s . -p 'test_*.py' 2>&1)" || { echo "$tests"; return 1; }
+    log "the IAM check's own tests (scripts/deploy/checks/test_iam.py): $(tail -1 <<<"$tests")"
     local f out
     for f in deploy/iam/*.json; do
         out="$(helper render "$f" | "$STATE/bin/parliament" --include-community-auditors --minimum_severity INFO 2>&1)" || {
@@ -308,11 +315,17 @@ dashboard_step() {
 # (built as they build it, with the dev-dependencies' features: nothing to do
 # after scripts/test.sh) with the image's config file and the ECS task
 # definition's environment, against the emulator.
-scrape_debug_binary() {
-    local bin="$ROOT/target/debug/triggered-cache" http_port k v
+# Builds target/debug/triggered-cache if it is missing or stale.
+debug_binary() {
+    local bin="$ROOT/target/debug/triggered-cache"
     log "cargo test --no-run --test binary (builds target/debug/triggered-cache if it is missing or stale)"
     nice -n 10 cargo test --locked --quiet --no-run --test binary
     [[ -x "$bin" ]] || { log "no $bin"; return 1; }
+}
+
+scrape_debug_binary() {
+    local bin="$ROOT/target/debug/triggered-cache" http_port k v
+    debug_binary
     http_port="$(free_port)"
     helper env-file --task-definition "$WORK/stacks/task-definition.json" >"$WORK/binary.env"
     while IFS='=' read -r k v; do export "$k=$v"; done <"$WORK/binary.env"
@@ -425,7 +438,7 @@ standins_step() {
     local ca="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
     local key_builder key_runtime
     key_builder="$( { echo "$STANDIN_VERSION $DEBIAN_SUITE $STANDIN_BUILDER_PACKAGES"; "$toolchain/bin/rustc" -vV; sha256sum "$ca"; } | sha256sum | cut -c1-16)"
-    key_runtime="$( { echo "$STANDIN_VERSION $DEBIAN_SUITE $STANDIN_BUILDER_PACKAGES"; sed -n '/^DISTROLESS_CC_PACKAGES/p' "$HELPER"; } | sha256sum | cut -c1-16)"
+    key_runtime="$( { echo "$STANDIN_VERSION $DEBIAN_SUITE $STANDIN_BUILDER_PACKAGES"; sed -n '/^DISTROLESS_CC_PACKAGES/p' scripts/deploy/checks/image.py; } | sha256sum | cut -c1-16)"
     if [[ "$(label_of "$BUILDER_STANDIN")" == "$key_builder" && "$(label_of "$RUNTIME_STANDIN")" == "$key_runtime" ]]; then
         log "stand-ins are up to date: $BUILDER_STANDIN, $RUNTIME_STANDIN"
         echo "$BUILDER_STANDIN" >"$WORK/builder-standin"

@@ -10,7 +10,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value as Json, json};
 
-use crate::aws::queue::{MAX_BATCH, Outgoing, Sender};
+use crate::aws::Clients;
+use crate::aws::queue::{MAX_BATCH, Outgoing};
 use crate::aws::table::{Table, Updated};
 use crate::clock::now_millis;
 use crate::config::{Config, EventKind};
@@ -41,10 +42,9 @@ pub fn key(cfg: &Config, pk: &str, sk: Option<&str>) -> anyhow::Result<Key> {
     Ok(Key(parts))
 }
 
-fn table(cfg: &Config, sdk: &aws_config::SdkConfig) -> Table {
-    Table::new(
-        aws_sdk_dynamodb::Client::new(sdk),
-        cfg.dynamodb.table.clone(),
+fn table(cfg: &Config, clients: &Clients) -> Table {
+    clients.table(
+        &cfg.dynamodb.table,
         Attrs {
             prefix: cfg.dynamodb.attribute_prefix.clone(),
         },
@@ -91,7 +91,7 @@ pub async fn inspect(
     set: Option<&str>,
     as_json: bool,
 ) -> anyhow::Result<()> {
-    let table = table(cfg, sdk);
+    let table = table(cfg, &Clients::new(sdk));
     let item = table.get(key).await?;
     let now = now_millis();
     let sets = sets(cfg, set)?;
@@ -197,8 +197,9 @@ pub async fn reset(
     key: &Key,
     set: &str,
 ) -> anyhow::Result<()> {
-    let table = table(cfg, sdk);
-    let events = Publisher::new(aws_sdk_sns::Client::new(sdk), cfg);
+    let clients = Clients::new(sdk);
+    let table = table(cfg, &clients);
+    let events = Publisher::new(clients.sns(), cfg);
     let sets = sets(cfg, Some(set))?;
     let write = state::trigger();
     let writes: Vec<(&str, &state::Write)> = sets.iter().map(|s| (s.as_str(), &write)).collect();
@@ -224,7 +225,7 @@ pub async fn send(
     sdk: &aws_config::SdkConfig,
     bodies: &[Json],
 ) -> anyhow::Result<Vec<String>> {
-    let queue = Sender::new(aws_sdk_sqs::Client::new(sdk), &cfg.sqs.queue_url);
+    let queue = Clients::new(sdk).sender(&cfg.sqs.queue_url);
     let bar = progress(bodies.len() as u64, "sending");
     let mut ids = Vec::with_capacity(bodies.len());
     for chunk in bodies.chunks(MAX_BATCH) {

@@ -40,6 +40,7 @@ Examples:
   triggered-cache dlq list
   triggered-cache dlq redrive --skip-malformed
   triggered-cache healthcheck http://127.0.0.1:9090/healthz
+  triggered-cache iam-actions
 
 Exit codes: 0 done, 1 runtime failure, 2 bad configuration or usage.";
 
@@ -91,6 +92,11 @@ pub enum Cmd {
         #[arg(default_value = crate::healthcheck::DEFAULT_URL)]
         url: String,
     },
+    /// Print, as JSON, every IAM action the AWS calls need: action,
+    /// resource (queue, dlq, table, deps, topic), caller (daemon or
+    /// operator), the SDK calls and what needs them. Reads no configuration
+    /// (deploy/ checks its IAM policies against it).
+    IamActions,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,6 +198,12 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Cmd::Healthcheck { url }) = &cli.command {
         return crate::healthcheck::run(url);
+    }
+    if let Some(Cmd::IamActions) = &cli.command {
+        let list = serde_json::to_string_pretty(crate::aws::IAM_ACTIONS)
+            .expect("the action list serialises");
+        println!("{list}");
+        return ExitCode::SUCCESS;
     }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(cfg) => cfg,
@@ -308,7 +320,9 @@ async fn dispatch(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
             println!("{}", admin::dlq_redrive(&cfg, &sdk, opts).await?);
             Ok(())
         }
-        Cmd::Config { .. } | Cmd::Healthcheck { .. } => unreachable!("handled above"),
+        Cmd::Config { .. } | Cmd::Healthcheck { .. } | Cmd::IamActions => {
+            unreachable!("handled above")
+        }
     }
 }
 

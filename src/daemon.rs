@@ -6,8 +6,7 @@ use std::sync::Arc;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tracing::info;
 
-use crate::aws::queue::Queue;
-use crate::aws::table::Table;
+use crate::aws::Clients;
 use crate::config::Config;
 use crate::events::Publisher;
 use crate::item::Attrs;
@@ -28,25 +27,21 @@ pub async fn aws_config(cfg: &Config) -> SdkConfig {
 
 /// Builds a worker with the AWS clients of `sdk`.
 pub fn worker(cfg: Arc<Config>, sdk: &SdkConfig) -> anyhow::Result<Worker> {
-    let table = Table::new(
-        aws_sdk_dynamodb::Client::new(sdk),
-        cfg.dynamodb.table.clone(),
+    let clients = Clients::new(sdk);
+    let table = clients.table(
+        &cfg.dynamodb.table,
         Attrs {
             prefix: cfg.dynamodb.attribute_prefix.clone(),
         },
     );
-    let queue = Queue::new(
-        aws_sdk_sqs::Client::new(sdk),
-        cfg.sqs.queue_url.clone(),
-        cfg.sqs.dlq_url.clone(),
-    );
-    let events = Publisher::new(aws_sdk_sns::Client::new(sdk), &cfg);
+    let queue = clients.queue(&cfg.sqs.queue_url, &cfg.sqs.dlq_url);
+    let events = Publisher::new(clients.sns(), &cfg);
     let deps = cfg
         .dependencies
         .table
-        .clone()
+        .as_deref()
         .filter(|t| !t.is_empty())
-        .map(|t| crate::aws::edges::Dependencies::new(aws_sdk_dynamodb::Client::new(sdk), t));
+        .map(|t| clients.dependencies(t));
     let worker = Worker::new(cfg, table, queue, events)?;
     Ok(match deps {
         Some(d) => worker.with_dependencies(d),

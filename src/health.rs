@@ -203,7 +203,11 @@ async fn probe_once(prober: &Prober, redrive_checked: &mut bool) {
         .await
         .map(|depth| set_depth("dlq", depth))
         .map_err(|e| e.to_string());
-    let table = prober.table.ping().await.map_err(|e| e.to_string());
+    let table = prober
+        .table
+        .ping()
+        .await
+        .map_err(|e| crate::aws::error_message(&e));
     let topic = prober.topic.ping().await.map_err(|e| e.to_string());
     let status = |r: &Result<(), String>| match r {
         Ok(()) => "ok".to_owned(),

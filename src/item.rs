@@ -4,6 +4,15 @@
 //! as JSON strings), so that the user's own tools can read them; this module
 //! converts between `serde_json::Value` and `AttributeValue` both ways and
 //! estimates item sizes the way DynamoDB counts them.
+//!
+//! Why by hand and not with `serde_dynamo` (issue 12, point 7): its
+//! `AttributeValue` deserializer reads a number as `i64`, else `u64`, else
+//! `f64`, so a DynamoDB number JSON cannot hold exactly (38 digits of
+//! precision, e.g. `123456789012345678901234567890` or `0.1000000000000000000001`)
+//! would come back silently rounded, where [`to_json`] keeps it as its text;
+//! and binary values would come back as byte arrays, not base64 text. The
+//! conversion is the ~40 lines of [`to_av`] and [`to_json`]; the tests below
+//! pin the number semantics.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -229,6 +238,24 @@ mod tests {
         let v =
             json!({"a": [1, 2.5, "x", null, true], "b": {"c": -7}, "big": 18446744073709551615u64});
         assert_eq!(to_json(&to_av(&v)), v);
+    }
+
+    #[test]
+    fn numbers_json_cannot_hold_exactly_stay_text() {
+        for n in [
+            "123456789012345678901234567890",
+            "0.1000000000000000000001",
+            "1E+2",
+        ] {
+            assert_eq!(to_json(&AttributeValue::N(n.into())), json!(n), "{n}");
+        }
+        assert_eq!(
+            to_json(&AttributeValue::N("-9223372036854775808".into())),
+            json!(i64::MIN)
+        );
+        assert_eq!(to_json(&AttributeValue::N("2.5".into())), json!(2.5));
+        let b = AttributeValue::B(aws_smithy_types::Blob::new(b"hi".to_vec()));
+        assert_eq!(to_json(&b), json!("aGk="));
     }
 
     #[test]

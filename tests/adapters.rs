@@ -1,15 +1,19 @@
 //! The AWS adapters' own calls on the emulator: the readiness pings and
 //! queue gauges health.rs reads through them, and the CLI's batch sends.
-//! Each failure names the call and the resource, typed, not as a string.
+//! Each failure names the call and the resource, typed, not as a string:
+//! the SDK's error kind as its source, an item over 400 KB as `TooLarge`.
 
 mod common;
 
+use aws_sdk_dynamodb::Error as DynamoDbError;
+use aws_sdk_dynamodb::types::AttributeValue;
 use common::Env;
 use serde_json::json;
+use triggered_cache::aws::error_message;
 use triggered_cache::aws::queue::{Outgoing, Queue, Sender};
-use triggered_cache::aws::table::{Table, TableError};
+use triggered_cache::aws::table::{Table, TableError, Updated};
 use triggered_cache::events::Publisher;
-use triggered_cache::item::Attrs;
+use triggered_cache::item::{Attrs, Key, KeyValue};
 
 fn attrs() -> Attrs {
     Attrs {
@@ -63,8 +67,16 @@ async fn pings_of_missing_resources_fail_naming_the_call() {
 
     let table = Table::new(env.ddb.clone(), &missing, attrs());
     match table.ping().await {
-        Err(TableError::Call { op, table, message }) => {
+        Err(e @ TableError::Call { .. }) => {
+            let message = error_message(&e);
+            let TableError::Call { op, table, source } = e else {
+                unreachable!()
+            };
             assert_eq!((op, table.as_str()), ("DescribeTable", missing.as_str()));
+            assert!(
+                matches!(source, DynamoDbError::ResourceNotFoundException(_)),
+                "{source:?}"
+            );
             assert!(message.contains("ResourceNotFound"), "{message}");
         }
         other => panic!("expected a failed DescribeTable, got {other:?}"),
@@ -108,4 +120,23 @@ async fn a_batch_send_reports_each_message() {
         .await
         .expect_err("no such queue");
     assert_eq!(e.op, "SendMessageBatch");
+}
+
+#[tokio::test]
+async fn an_item_over_400_kb_is_refused_as_too_large() {
+    let env = Env::new("adapters-large").await;
+    let table = Table::new(env.ddb.clone(), &env.name, attrs());
+    let key = Key(vec![("pk".into(), KeyValue::S("big#1".into()))]);
+    let blob = |n: usize| vec![("blob".to_owned(), Some(AttributeValue::S("x".repeat(n))))];
+    match table.update_with(&key, &[], &blob(401 * 1024)).await {
+        Err(TableError::TooLarge(message)) => {
+            assert!(message.contains("size"), "DynamoDB's message: {message}")
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    // Under the limit the same write holds.
+    assert!(matches!(
+        table.update_with(&key, &[], &blob(1000)).await,
+        Ok(Updated::Applied(_))
+    ));
 }

@@ -20,6 +20,27 @@ fn bin() -> Command {
     c
 }
 
+/// `iam-actions` prints the code's list of IAM actions, without any
+/// configuration (deploy/'s check reads it).
+#[test]
+fn iam_actions_prints_the_list_as_json_without_configuration() {
+    let out = bin().arg("iam-actions").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.len(), triggered_cache::aws::IAM_ACTIONS.len());
+    let receive = list
+        .iter()
+        .find(|g| g["action"] == "sqs:ReceiveMessage" && g["caller"] == "daemon")
+        .expect("the daemon receives");
+    assert_eq!(receive["resource"], "queue");
+    assert_eq!(receive["calls"], serde_json::json!(["receive_message"]));
+    assert!(receive["why"].as_str().is_some_and(|w| !w.is_empty()));
+}
+
 #[test]
 fn help_explains_the_commands() {
     let out = bin().arg("--help").output().unwrap();
@@ -30,6 +51,7 @@ fn help_explains_the_commands() {
         "send",
         "config",
         "healthcheck",
+        "iam-actions",
         "TRIGGERED_CACHE__",
         "Exit codes",
     ] {

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from verify import Problems, by_kind, load_docs, one, strict_roundtrip
+from checks.common import Problems, by_kind, load_docs, one
+from checks.k8s import strict_roundtrip
 
 OBS = Path("deploy/observability")
 RULES = OBS / "triggered-cache.rules.yaml"

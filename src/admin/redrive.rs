@@ -23,6 +23,7 @@ use std::fmt;
 use aws_sdk_sqs::types::MessageAttributeValue;
 
 use super::dlq::{DeadLetter, Dlq};
+use crate::aws::Clients;
 use crate::aws::queue::{
     ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID, MAX_MESSAGE_BYTES, Outgoing, Sender, attr_size,
 };
@@ -161,8 +162,8 @@ pub async fn dlq_redrive(
     sdk: &aws_config::SdkConfig,
     opts: Redrive,
 ) -> anyhow::Result<Report> {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let dlq = Dlq::new(sqs.clone(), &cfg.sqs.dlq_url);
+    let clients = Clients::new(sdk);
+    let dlq = clients.dlq(&cfg.sqs.dlq_url);
     let at_start = dlq.depth().await?;
     let mut run = Run {
         queue_url: cfg.sqs.queue_url.clone(),
@@ -176,7 +177,7 @@ pub async fn dlq_redrive(
         },
         bar: super::progress(at_start.min(opts.limit as u64), "re-driving"),
         dlq,
-        queue: Sender::new(sqs, &cfg.sqs.queue_url),
+        queue: clients.sender(&cfg.sqs.queue_url),
     };
     let result = run.sweep().await;
     run.bar.finish_and_clear();
@@ -284,7 +285,7 @@ impl Run {
             }
             self.hold(&failed);
             self.dlq.delete(&receipts).await.map_err(|e| {
-                e.context("sent to the request queue but not deleted from the dead-letter queue: a later redrive would send them again")
+                anyhow::Error::from(e).context("sent to the request queue but not deleted from the dead-letter queue: a later redrive would send them again")
             })?;
             if let Some(why) = first_failure {
                 anyhow::bail!(

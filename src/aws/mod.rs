@@ -1,23 +1,30 @@
-//! The AWS adapters: the only code that calls the AWS SDK (the CLI's
-//! dead-letter commands aside, in `admin::dlq`).
+//! The AWS adapters: the only code that builds AWS SDK clients and calls
+//! them.
 //!
 //! Why one place: the rest of the crate (the state machine, the worker,
 //! health, the CLI) speaks in the adapters' terms — a received message, an
-//! item, a conditional write, a ping — and never holds an SDK client, so
+//! item, a conditional write, a ping — and never calls an SDK client, so
 //! each AWS call has one home, one span and one error type that names the
-//! call and the resource. `scripts/deploy/verify.py` derives the IAM
-//! actions from the SDK calls found here.
+//! call and the resource. Every call an adapter makes is listed, with the
+//! IAM action it needs, in [`iam::IAM_ACTIONS`] (a test fails on a call
+//! missing there); `triggered-cache iam-actions` prints that list and
+//! `scripts/deploy/verify.py` checks the IAM policies against it.
 //!
 //! - [`queue`]: SQS, the request queue and its DLQ, and batch sends.
+//! - [`dlq`]: SQS, the dead-letter queue as the operators' commands see it.
 //! - [`table`]: DynamoDB, the user's table (reads, conditional writes).
 //! - [`edges`]: DynamoDB, the dependency table's edges.
 //! - [`topic`]: SNS, publishing rendered completion events.
+//! - [`Clients`]: the SDK clients, built once from the AWS configuration,
+//!   handed out only inside adapters.
 //!
 //! SDK errors are rendered once, by [`error_message`], so that a failed
 //! call reads the same in logs, `/readyz`, dead-letter reasons and CLI
 //! errors, whichever service it was.
 
+pub mod dlq;
 pub mod edges;
+pub mod iam;
 pub mod queue;
 pub mod table;
 pub mod topic;
@@ -25,6 +32,61 @@ pub mod topic;
 use std::error::Error;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
+
+use crate::item::Attrs;
+
+pub use iam::IAM_ACTIONS;
+
+/// The SDK clients of one AWS configuration. Callers outside `aws/` get
+/// adapters from it, never a client.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    sqs: aws_sdk_sqs::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    sns: aws_sdk_sns::Client,
+}
+
+impl Clients {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Clients {
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sns: aws_sdk_sns::Client::new(sdk),
+        }
+    }
+
+    /// The request queue and its DLQ, as the daemon uses them. Must be
+    /// called inside a tokio runtime (it starts the batchers).
+    pub fn queue(&self, url: &str, dlq_url: &str) -> queue::Queue {
+        queue::Queue::new(self.sqs.clone(), url.to_owned(), dlq_url.to_owned())
+    }
+
+    /// A queue the CLI sends to.
+    pub fn sender(&self, url: &str) -> queue::Sender {
+        queue::Sender::new(self.sqs.clone(), url)
+    }
+
+    /// The dead-letter queue, as the operators' commands use it.
+    pub fn dlq(&self, url: &str) -> dlq::Dlq {
+        dlq::Dlq::new(self.sqs.clone(), url)
+    }
+
+    /// The user's table.
+    pub fn table(&self, name: &str, attrs: Attrs) -> table::Table {
+        table::Table::new(self.dynamodb.clone(), name, attrs)
+    }
+
+    /// The dependency table.
+    pub fn dependencies(&self, table: &str) -> edges::Dependencies {
+        edges::Dependencies::new(self.dynamodb.clone(), table.to_owned())
+    }
+
+    /// The SNS client, for [`crate::events::Publisher::new`] (which wraps
+    /// it in a [`topic::Topic`]).
+    pub fn sns(&self) -> aws_sdk_sns::Client {
+        self.sns.clone()
+    }
+}
 
 /// A readable message for an SDK error: the error and each of its causes
 /// (the service's code and message, or the transport failure), as the

@@ -1,0 +1,1 @@
+"""The checks behind scripts/deploy/verify.py, one module per concern."""
