@@ -74,31 +74,35 @@ async fn wait_signal() {
 /// their readiness prober (when `http.listen` is set) and the worker pool.
 pub async fn run(worker: Arc<Worker>) -> anyhow::Result<()> {
     worker.check()?;
-    let http = if worker.cfg.http.listen.is_empty() {
+    let http = if worker.config().http.listen.is_empty() {
         None
     } else {
-        let listener = tokio::net::TcpListener::bind(&worker.cfg.http.listen)
+        let listener = tokio::net::TcpListener::bind(&worker.config().http.listen)
             .await
             .map_err(|e| {
                 anyhow::anyhow!(
                     "cannot listen on {} (http.listen): {e}",
-                    worker.cfg.http.listen
+                    worker.config().http.listen
                 )
             })?;
         info!(addr = %listener.local_addr()?, "operations endpoints: /healthz /readyz /metrics");
-        Some(tokio::spawn(crate::ops::serve(listener, worker.clone())))
+        let ops = crate::ops::Ops {
+            health: worker.health().clone(),
+            metrics: worker.metrics().clone(),
+        };
+        Some(tokio::spawn(crate::ops::serve(listener, ops)))
     };
     // Readiness is read only through the endpoints: without them, no probe
     // (its API calls every 10s would serve nobody), only the start-time
     // redrive-policy check.
     let prober = crate::health::Prober {
-        queue: worker.queue.clone(),
-        table: worker.table.clone(),
-        topic: worker.events.clone(),
-        metrics: worker.metrics.clone(),
-        health: worker.health.clone(),
+        queue: worker.queue().clone(),
+        table: worker.table().clone(),
+        topic: worker.events().clone(),
+        metrics: worker.metrics().clone(),
+        health: worker.health().clone(),
         most_attempts: worker
-            .cfg
+            .config()
             .sets
             .iter()
             .max_by_key(|(_, s)| s.max_attempts)
@@ -109,7 +113,7 @@ pub async fn run(worker: Arc<Worker>) -> anyhow::Result<()> {
     } else {
         tokio::spawn(crate::health::check_redrive_policy(prober))
     };
-    crate::pool::run(worker.clone(), signals(worker.health.clone())).await?;
+    crate::pool::run(worker.clone(), signals(worker.health().clone())).await?;
     prober.abort();
     if let Some(h) = http {
         h.abort();

@@ -9,15 +9,23 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::worker::Worker;
+use crate::health::Health;
+use crate::metrics::Metrics;
+
+/// What the endpoints read.
+#[derive(Clone)]
+pub struct Ops {
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+}
 
 /// Serves the endpoints on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, worker: Arc<Worker>) {
+pub async fn serve(listener: TcpListener, ops: Ops) {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(worker);
+        .with_state(ops);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "operations endpoints stopped");
     }
@@ -26,7 +34,7 @@ pub async fn serve(listener: TcpListener, worker: Arc<Worker>) {
 /// Liveness: the pollers are running (or not started yet, or the process
 /// is draining). It fails only when every poller that ran has died, which a
 /// restart fixes.
-async fn healthz(State(w): State<Arc<Worker>>) -> impl IntoResponse {
+async fn healthz(State(w): State<Ops>) -> impl IntoResponse {
     let alive = w.health.pollers_alive();
     if !w.health.pollers_started() && !w.health.is_shutting_down() {
         (StatusCode::OK, "ok: starting\n".to_string())
@@ -42,7 +50,7 @@ async fn healthz(State(w): State<Arc<Worker>>) -> impl IntoResponse {
 
 /// Readiness: the queue, table and topic answered recently and the process
 /// is not shutting down. The body says which dependency is missing.
-async fn readyz(State(w): State<Arc<Worker>>) -> impl IntoResponse {
+async fn readyz(State(w): State<Ops>) -> impl IntoResponse {
     let (ready, detail) = w.health.readiness();
     let status = if ready {
         StatusCode::OK
@@ -56,7 +64,7 @@ async fn readyz(State(w): State<Arc<Worker>>) -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(w): State<Arc<Worker>>) -> impl IntoResponse {
+async fn metrics(State(w): State<Ops>) -> impl IntoResponse {
     let (ready, _) = w.health.readiness();
     w.metrics.ready.set(i64::from(ready));
     (

@@ -25,9 +25,41 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::aws::queue::Queue;
 use crate::aws::queue::Received;
+use crate::handler::{Disposition, error_backoff};
+use crate::health::Health;
 use crate::heartbeat::{Beats, Heartbeat};
-use crate::worker::{Disposition, Worker, error_backoff};
+use crate::metrics::Metrics;
+use crate::worker::Worker;
+
+/// Handles one message and says what to do with it; the message's
+/// heartbeat renews the lease of a processing run it holds.
+pub trait Handle: Send + Sync + 'static {
+    fn handle(&self, msg: &Received, beat: &Heartbeat) -> impl Future<Output = Disposition> + Send;
+}
+
+/// What the pool needs: a handler of messages, the queue side, the parts
+/// of the heartbeats, and its settings.
+pub struct Pool<H> {
+    pub handler: Arc<H>,
+    pub queue: Queue,
+    pub beats: Beats,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub settings: Settings,
+}
+
+/// The pool's settings (`worker.*` and `sqs.*`).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub concurrency: u32,
+    pub pollers: u32,
+    pub receive_batch_size: u32,
+    pub wait_time: Duration,
+    pub visibility_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
 
 /// Messages in flight in this process, by SQS MessageId.
 #[derive(Default)]
@@ -45,14 +77,21 @@ struct Entry {
 /// Runs the pool until `shutdown` completes, then drains (DESIGN §5,
 /// invariant 6). Returns when every message is settled or released.
 pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let cfg = worker.cfg.clone();
-    let slots = Arc::new(Semaphore::new(cfg.worker.concurrency as usize));
+    serve(Arc::new(worker.pool()), shutdown).await
+}
+
+/// Runs `pool` until `shutdown` completes, then drains.
+pub async fn serve<H: Handle>(
+    pool: Arc<Pool<H>>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let slots = Arc::new(Semaphore::new(pool.settings.concurrency as usize));
     let inflight = Arc::new(InFlight::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut pollers = JoinSet::new();
-    for n in 0..cfg.sqs.pollers {
+    for n in 0..pool.settings.pollers {
         let poller = poll(
-            worker.clone(),
+            pool.clone(),
             slots.clone(),
             inflight.clone(),
             stop_rx.clone(),
@@ -60,9 +99,9 @@ pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) -> any
         pollers.spawn(poller.instrument(info_span!("poller", n)));
     }
     info!(
-        queue = worker.queue.url(),
-        concurrency = cfg.worker.concurrency,
-        pollers = cfg.sqs.pollers,
+        queue = pool.queue.url(),
+        concurrency = pool.settings.concurrency,
+        pollers = pool.settings.pollers,
         "worker pool started"
     );
     tokio::pin!(shutdown);
@@ -72,25 +111,25 @@ pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) -> any
             done = pollers.join_next() => match done {
                 Some(Err(e)) if e.is_panic() => {
                     error!("a poller panicked; starting a new one");
-                    worker.metrics.panics.inc();
-                    pollers.spawn(poll(worker.clone(), slots.clone(), inflight.clone(), stop_rx.clone()));
+                    pool.metrics.panics.inc();
+                    pollers.spawn(poll(pool.clone(), slots.clone(), inflight.clone(), stop_rx.clone()));
                 }
                 Some(_) => {}
                 None => break,
             },
         }
     }
-    worker.health.shut_down();
+    pool.health.shut_down();
     info!("shutting down: polling stops, in-flight work may finish");
     let _ = stop_tx.send(true);
     // Pollers finish their receive in progress and return what it brought
     // (see `poll`); the grace period covers that and the in-flight work.
-    let all = cfg.worker.concurrency;
+    let all = pool.settings.concurrency;
     let drain = async {
         while pollers.join_next().await.is_some() {}
         slots.acquire_many(all).await
     };
-    let drained = tokio::time::timeout(cfg.worker.shutdown_grace, drain).await;
+    let drained = tokio::time::timeout(pool.settings.shutdown_grace, drain).await;
     if drained.is_err() {
         let left: Vec<(String, Entry)> = inflight
             .entries
@@ -100,7 +139,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) -> any
             .collect();
         warn!(
             messages = left.len(),
-            grace = %humantime::format_duration(cfg.worker.shutdown_grace),
+            grace = %humantime::format_duration(pool.settings.shutdown_grace),
             "grace period over; returning unfinished messages to the queue"
         );
         for (_, entry) in &left {
@@ -108,11 +147,11 @@ pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) -> any
                 abort.abort();
             }
         }
-        let leases = left.iter().map(|(_, e)| e.beat.release(&worker.table));
+        let leases = left.iter().map(|(_, e)| e.beat.release(&pool.beats.table));
         futures::future::join_all(leases).await;
         let releases = left
             .iter()
-            .map(|(_, e)| worker.queue.set_visibility(&e.receipt, Duration::ZERO));
+            .map(|(_, e)| pool.queue.set_visibility(&e.receipt, Duration::ZERO));
         for r in futures::future::join_all(releases).await {
             if let Err(e) = r {
                 warn!(error = %e, "could not return a message to the queue; it comes back after its visibility timeout");
@@ -123,17 +162,16 @@ pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) -> any
     Ok(())
 }
 
-async fn poll(
-    worker: Arc<Worker>,
+async fn poll<H: Handle>(
+    pool: Arc<Pool<H>>,
     slots: Arc<Semaphore>,
     inflight: Arc<InFlight>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let cfg = worker.cfg.clone();
-    let batch = cfg.sqs.receive_batch_size as usize;
+    let batch = pool.settings.receive_batch_size as usize;
     let mut failures = 0u32;
-    worker.health.poller_started();
-    let _alive = PollerAlive(worker.health.clone());
+    pool.health.poller_started();
+    let _alive = PollerAlive(pool.health.clone());
     loop {
         if *stop.borrow() {
             return;
@@ -153,15 +191,17 @@ async fn poll(
         // already have handed us messages, which would then stay invisible
         // for the whole visibility timeout. We let it finish and return
         // what it brought at once.
-        let receive = worker
-            .queue
-            .receive(want, cfg.sqs.wait_time, cfg.sqs.visibility_timeout);
+        let receive = pool.queue.receive(
+            want,
+            pool.settings.wait_time,
+            pool.settings.visibility_timeout,
+        );
         tokio::pin!(receive);
         let received = tokio::select! {
             r = &mut receive => r,
             _ = stop.changed() => {
                 if let Ok(messages) = receive.await {
-                    let releases = messages.iter().map(|m| worker.queue.set_visibility(&m.receipt, Duration::ZERO));
+                    let releases = messages.iter().map(|m| pool.queue.set_visibility(&m.receipt, Duration::ZERO));
                     futures::future::join_all(releases).await;
                 }
                 return;
@@ -170,13 +210,12 @@ async fn poll(
         let messages = match received {
             Ok(m) => {
                 failures = 0;
-                worker.health.answered(crate::health::Dependency::Queue);
+                pool.health.answered(crate::health::Dependency::Queue);
                 m
             }
             Err(e) => {
                 failures += 1;
-                worker
-                    .metrics
+                pool.metrics
                     .aws_errors
                     .get_or_create(&crate::metrics::ServiceLabel {
                         service: "sqs".into(),
@@ -191,16 +230,14 @@ async fn poll(
                 }
             }
         };
-        worker
-            .metrics
+        pool.metrics
             .receive_batch_size
             .observe(messages.len() as f64);
-        worker.metrics.received.inc_by(messages.len() as u64);
+        pool.metrics.received.inc_by(messages.len() as u64);
         let now = crate::clock::now_millis();
         for sent_at in messages.iter().filter_map(|m| m.sent_at) {
             let age_ms = (now - sent_at).max(0);
-            worker
-                .metrics
+            pool.metrics
                 .message_age_seconds
                 .observe(age_ms as f64 / 1000.0);
         }
@@ -208,7 +245,7 @@ async fn poll(
             let Some(permit) = permits.split(1) else {
                 // Cannot happen (we asked for at most `want`); never lose
                 // the message.
-                let _ = worker
+                let _ = pool
                     .queue
                     .set_visibility(&msg.receipt, Duration::ZERO)
                     .await;
@@ -225,7 +262,7 @@ async fn poll(
                 },
             );
             let task = tokio::spawn(handle_one(
-                worker.clone(),
+                pool.clone(),
                 inflight.clone(),
                 msg,
                 beat,
@@ -243,14 +280,14 @@ async fn poll(
     }
 }
 
-async fn handle_one(
-    worker: Arc<Worker>,
+async fn handle_one<H: Handle>(
+    pool: Arc<Pool<H>>,
     inflight: Arc<InFlight>,
     msg: Received,
     beat: Arc<Heartbeat>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let metrics = worker.metrics.clone();
+    let metrics = pool.metrics.clone();
     metrics.in_flight.inc();
     let span = info_span!(
         "message",
@@ -262,25 +299,19 @@ async fn handle_one(
         receive_count = msg.receive_count,
     );
     crate::telemetry::adopt_parent(&span, &msg.attributes);
-    let beats = Beats {
-        queue: worker.queue.clone(),
-        table: worker.table.clone(),
-        metrics: metrics.clone(),
-        period: worker.cfg.worker.heartbeat_interval,
-        visibility: worker.cfg.sqs.visibility_timeout,
-        lease: worker.cfg.worker.lease_duration,
-    };
     let keeper = AbortOnDrop(tokio::spawn(
         beat.clone()
-            .run(beats, msg.receipt.clone())
+            .run(pool.beats.clone(), msg.receipt.clone())
             .instrument(span.clone()),
     ));
-    let outcome = AssertUnwindSafe(worker.handle(&msg, &beat).instrument(span.clone()))
+    let outcome = AssertUnwindSafe(pool.handler.handle(&msg, &beat).instrument(span.clone()))
         .catch_unwind()
         .await;
     drop(keeper);
     // A run that panicked still holds its lease: give it up now.
-    beat.release(&worker.table).instrument(span.clone()).await;
+    beat.release(&pool.beats.table)
+        .instrument(span.clone())
+        .await;
     let disposition = outcome.unwrap_or_else(|panic| {
         metrics.panics.inc();
         let what = panic
@@ -296,7 +327,7 @@ async fn handle_one(
         });
         Disposition::RetryAfter(error_backoff(msg.receive_count))
     });
-    settle(&worker, &msg, disposition).instrument(span).await;
+    settle(&pool, &msg, disposition).instrument(span).await;
     inflight
         .entries
         .lock()
@@ -326,22 +357,22 @@ impl Drop for AbortOnDrop {
 
 /// Applies a disposition to the queue. A failure leaves the message on the
 /// queue: it comes back and is handled again, idempotently.
-async fn settle(worker: &Worker, msg: &Received, disposition: Disposition) {
-    let metrics = &worker.metrics;
+async fn settle<H: Handle>(pool: &Pool<H>, msg: &Received, disposition: Disposition) {
+    let metrics = &pool.metrics;
     match disposition {
-        Disposition::Delete => match worker.queue.delete(&msg.receipt).await {
+        Disposition::Delete => match pool.queue.delete(&msg.receipt).await {
             Ok(()) => {
                 metrics.deleted.inc();
             }
             Err(e) => warn!(error = %e, "delete failed; the message will be handled again"),
         },
         Disposition::RetryAfter(delay) => {
-            if let Err(e) = worker.queue.set_visibility(&msg.receipt, delay).await {
+            if let Err(e) = pool.queue.set_visibility(&msg.receipt, delay).await {
                 warn!(error = %e, "could not set the retry delay; the message comes back after its visibility timeout");
             }
         }
         Disposition::DeadLetter { kind, reason } => {
-            match worker.queue.dead_letter(msg, kind, &reason).await {
+            match pool.queue.dead_letter(msg, kind, &reason).await {
                 Ok(()) => {
                     metrics
                         .dead_lettered
@@ -354,7 +385,7 @@ async fn settle(worker: &Worker, msg: &Received, disposition: Disposition) {
                 }
                 Err(e) => {
                     warn!(error = %e, "dead-lettering failed; the message stays on the queue");
-                    let _ = worker
+                    let _ = pool
                         .queue
                         .set_visibility(&msg.receipt, error_backoff(msg.receive_count))
                         .await;

@@ -27,10 +27,12 @@ use crate::envelope::Decoded;
 use crate::events::{CompletionEvent, Publisher};
 pub use crate::handler::{Disposition, error_backoff};
 use crate::handler::{Handler, Policy, Subject};
-use crate::heartbeat::Heartbeat;
+use crate::health::Health;
+use crate::heartbeat::{Beats, Heartbeat};
 use crate::item::Key;
 use crate::message::{Command, Schema, SetSelector};
 use crate::metrics::Metrics;
+use crate::pool::{Handle, Pool, Settings};
 use crate::processor::Processor;
 use crate::state::Clock;
 use crate::streams::Rules;
@@ -45,12 +47,12 @@ type FlightKey = (Key, String);
 
 /// Everything a handler needs, built once per process.
 pub struct Worker {
-    pub cfg: Arc<Config>,
-    pub table: Table,
-    pub queue: Queue,
-    pub events: Publisher,
-    pub metrics: Arc<Metrics>,
-    pub health: Arc<crate::health::Health>,
+    cfg: Arc<Config>,
+    table: Table,
+    queue: Queue,
+    events: Publisher,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
     processors: HashMap<String, Arc<dyn Processor>>,
     schema: Schema,
     rules: Rules,
@@ -116,6 +118,58 @@ impl Worker {
         Ok(())
     }
 
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    pub fn events(&self) -> &Publisher {
+        &self.events
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// The worker pool that runs this worker: its queue, heartbeats and
+    /// settings (`worker.*`, `sqs.*`).
+    pub fn pool(self: &Arc<Self>) -> Pool<Worker> {
+        let (w, sqs) = (&self.cfg.worker, &self.cfg.sqs);
+        Pool {
+            handler: self.clone(),
+            queue: self.queue.clone(),
+            beats: Beats {
+                queue: self.queue.clone(),
+                table: self.table.clone(),
+                metrics: self.metrics.clone(),
+                period: w.heartbeat_interval,
+                visibility: sqs.visibility_timeout,
+                lease: w.lease_duration,
+            },
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+            settings: Settings {
+                concurrency: w.concurrency,
+                pollers: sqs.pollers,
+                receive_batch_size: sqs.receive_batch_size,
+                wait_time: sqs.wait_time,
+                visibility_timeout: sqs.visibility_timeout,
+                shutdown_grace: w.shutdown_grace,
+            },
+        }
+    }
+
     pub fn schema(&self) -> &Schema {
         &self.schema
     }
@@ -143,7 +197,7 @@ impl Worker {
     }
 
     /// Handles one received message.
-    pub async fn handle(&self, msg: &Received, beat: &Heartbeat) -> Disposition {
+    pub async fn handle_message(&self, msg: &Received, beat: &Heartbeat) -> Disposition {
         let span = tracing::Span::current();
         let envelope = match self.schema.decode_any(&msg.body, &self.rules) {
             Ok(e) => e,
@@ -312,5 +366,11 @@ impl Worker {
                 Err(e.into())
             }
         }
+    }
+}
+
+impl Handle for Worker {
+    async fn handle(&self, msg: &Received, beat: &Heartbeat) -> Disposition {
+        self.handle_message(msg, beat).await
     }
 }

@@ -162,7 +162,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_owners_late_commit_is_reject
     let cfg = env.config(&["summary"]);
     let rec = Recorder::ok_after(Duration::ZERO);
     let w = Running::start(cfg.clone(), vec![("summary", p(&rec))]);
-    let table = &w.worker.table;
+    let table = &w.worker.table();
     let key = Env::key("order#4");
     // A "ghost" owner claims with a short lease and then stalls (a paused
     // or partitioned process): it never renews.

@@ -229,7 +229,7 @@ async fn stream_records_reset_exactly_the_mapped_caches() {
         (Some(Status::Ready), Some(0)),
         "a change of total leaves status-view READY"
     );
-    assert_eq!(w.worker.metrics.stream_records_unmatched.get(), 1);
+    assert_eq!(w.worker.metrics().stream_records_unmatched.get(), 1);
 
     // The next request reprocesses a reset cache.
     env.send(&Env::request("order#1", "status-view")).await;
@@ -363,7 +363,7 @@ async fn a_dependency_trigger_resets_exactly_its_dependents_and_dropped_edges_ar
     );
     assert_eq!(
         w.worker
-            .metrics
+            .metrics()
             .dependency_resets
             .get_or_create(&triggered_cache::metrics::Metrics::set("summary"))
             .get(),

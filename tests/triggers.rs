@@ -294,7 +294,7 @@ async fn a_hundred_concurrent_requests_in_one_process_share_one_claim_and_one_ru
     );
     let coalesced = w.metric("coalesced", "summary");
     let hits = w.metric("hits", "summary");
-    let received = w.worker.metrics.received.get();
+    let received = w.worker.metrics().received.get();
     assert_eq!(
         coalesced + hits,
         received - 1,

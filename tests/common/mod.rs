@@ -641,7 +641,7 @@ impl Running {
     }
 
     pub fn metric(&self, family: &str, set: &str) -> u64 {
-        let m = &self.worker.metrics;
+        let m = &self.worker.metrics();
         let f = match family {
             "hits" => &m.hits,
             "misses" => &m.misses,
