@@ -1,7 +1,11 @@
-//! A failed request tried again (DESIGN §4: `FAILED` → claim). A request
-//! that carries its own `requestId` keeps it across a redrive or a
-//! producer's retry; only a redelivery of the very message whose failure
-//! was recorded is dead-lettered again without a second run.
+//! A run that fails, and a failed request tried again, against the local
+//! AWS emulator (DESIGN §4). A retryable failure is retried after a
+//! backoff; `max_attempts` (counted across crashes too) or a permanent
+//! failure records `FAILED`, publishes `failed` and dead-letters the
+//! request. `FAILED` → claim: a request that carries its own `requestId`
+//! keeps it across a redrive or a producer's retry; only a redelivery of
+//! the very message whose failure was recorded is dead-lettered again
+//! without a second run.
 
 mod common;
 
@@ -21,6 +25,162 @@ const T: Duration = Duration::from_secs(30);
 
 fn p(r: &Recorder) -> Arc<dyn Processor> {
     Arc::new(r.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retryable_failure_is_retried_after_a_backoff_then_succeeds() {
+    let env = Env::new("retry").await;
+    let rec = Recorder::new(|job, n| async move {
+        if n == 1 {
+            Err(ProcessError::Retryable("upstream busy".into()))
+        } else {
+            Ok(Output {
+                value: json!({"epoch": job.epoch, "n": n}),
+                depends_on: vec![],
+            })
+        }
+    });
+    let w = Running::start(env.config(&["summary"]), vec![("summary", p(&rec))]);
+    let rid = env.send(&Env::request("order#5", "summary")).await;
+    let evs = env
+        .wait_events("a ready event", T, |e| {
+            e.iter().any(|e| e["event"] == "ready")
+        })
+        .await;
+    let ready = evs.iter().find(|e| e["event"] == "ready").unwrap();
+    assert_eq!(ready["value"]["n"], 2);
+    assert_eq!(ready["requestId"], json!(rid));
+    assert_eq!(rec.count(), 2);
+    let r = env.record("order#5", "summary").await;
+    assert_eq!(r.attempts, Some(2));
+    assert_eq!(r.error, None);
+    assert!(env.events_of("failed").is_empty());
+    w.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_attempts_marks_failed_publishes_failed_and_dead_letters_the_request() {
+    let env = Env::new("maxatt").await;
+    let mut cfg = env.config(&["summary"]);
+    cfg.sets.get_mut("summary").unwrap().max_attempts = 2;
+    let rec =
+        Recorder::new(|_job, _n| async { Err(ProcessError::Retryable("upstream down".into())) });
+    let w = Running::start(cfg, vec![("summary", p(&rec))]);
+    let rid = env.send(&Env::request("order#6", "summary")).await;
+    let evs = env
+        .wait_events("a failed event", T, |e| {
+            e.iter().any(|e| e["event"] == "failed")
+        })
+        .await;
+    let failed = evs.iter().find(|e| e["event"] == "failed").unwrap();
+    assert_eq!(failed["requestId"], json!(rid));
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 2 attempts"),
+        "{failed}"
+    );
+    let dlq = env.wait_dlq(1, T).await;
+    assert!(
+        dlq[0].1["error"].contains("upstream down"),
+        "{:?}",
+        dlq[0].1
+    );
+    assert_eq!(dlq[0].1["errorKind"], "failed");
+    assert_eq!(dlq[0].1["sourceMessageId"], rid);
+    env.wait_queue_empty(T).await;
+    assert_eq!(rec.count(), 2);
+    let r = env.record("order#6", "summary").await;
+    assert_eq!(r.status, Some(Status::Failed));
+    w.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_fails_at_once() {
+    let env = Env::new("perm").await;
+    let rec =
+        Recorder::new(|_job, _n| async { Err(ProcessError::Permanent("order not found".into())) });
+    let w = Running::start(env.config(&["summary"]), vec![("summary", p(&rec))]);
+    env.send(&Env::request("order#7", "summary")).await;
+    env.wait_events("a failed event", T, |e| {
+        e.iter().any(|e| e["event"] == "failed")
+    })
+    .await;
+    let dlq = env.wait_dlq(1, T).await;
+    assert_eq!(dlq[0].1["error"], "order not found");
+    assert_eq!(rec.count(), 1);
+    w.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_too_large_for_the_item_fails_with_a_clear_error() {
+    let env = Env::new("large").await;
+    let rec = Recorder::new(|_job, _n| async {
+        Ok(Output {
+            value: json!({"blob": "x".repeat(500 * 1024)}),
+            depends_on: vec![],
+        })
+    });
+    let w = Running::start(env.config(&["summary"]), vec![("summary", p(&rec))]);
+    env.send(&Env::request("order#8", "summary")).await;
+    let evs = env
+        .wait_events("a failed event", T, |e| {
+            e.iter().any(|e| e["event"] == "failed")
+        })
+        .await;
+    let failed = evs.iter().find(|e| e["event"] == "failed").unwrap();
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("400 KB"), "{error}");
+    let r = env.record("order#8", "summary").await;
+    assert_eq!(r.status, Some(Status::Failed));
+    assert!(r.error.unwrap().contains("400 KB"));
+    env.wait_dlq(1, T).await;
+    w.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_every_attempt_crashes_its_worker_fails_after_max_attempts() {
+    let env = Env::new("poison").await;
+    let mut cfg = env.config(&["summary"]);
+    cfg.sqs.visibility_timeout = Duration::from_secs(2);
+    cfg.sets.get_mut("summary").unwrap().max_attempts = 2;
+    let stuck = || {
+        Recorder::new(|_job, _n| async {
+            std::future::pending::<()>().await;
+            unreachable!()
+        })
+    };
+    let rid = env.send(&Env::request("order#p", "summary")).await;
+    for attempt in 1..=2 {
+        let p1 = stuck();
+        let w = Running::start(cfg.clone(), vec![("summary", p(&p1))]);
+        common::wait_until("the attempt to start", T, || async { p1.count() == 1 }).await;
+        w.crash();
+        assert_eq!(
+            env.record("order#p", "summary").await.attempts,
+            Some(attempt)
+        );
+    }
+    let never = stuck();
+    let w = Running::start(cfg, vec![("summary", p(&never))]);
+    let evs = env
+        .wait_events("a failed event", T, |e| {
+            e.iter().any(|e| e["event"] == "failed")
+        })
+        .await;
+    let failed = evs.iter().find(|e| e["event"] == "failed").unwrap();
+    assert_eq!(failed["requestId"], json!(rid));
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 2 attempts"),
+        "{failed}"
+    );
+    assert_eq!(never.count(), 0, "a third attempt never starts");
+    env.wait_dlq(1, T).await;
+    w.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -235,6 +235,8 @@ impl World {
             self.abandoned_at.push(self.step);
         }
         if self.store.epoch() != before.epoch() {
+            // Runs of the old epoch are invalidated (invariant 2).
+            self.end_runs();
             self.emit("reset", self.store.epoch());
         }
     }
@@ -293,22 +295,26 @@ impl World {
     fn feed(&mut self, w: usize, input: Input) {
         let clock = self.clock();
         let busy = self.workers[w].as_mut().expect("busy");
-        let msg = busy.msg;
+        // Coalesced followers share the leader's fate: what defers its
+        // answer defers theirs.
+        let msgs: Vec<usize> = std::iter::once(busy.msg)
+            .chain(busy.followers.iter().map(|(f, _)| *f))
+            .collect();
         let step = busy.handler.next(input, &clock);
         for note in &step.notes {
             match note {
                 Note::Left { reason, .. } => {
-                    self.deferred.insert(msg);
+                    self.deferred.extend(&msgs);
                     if *reason == LeaveReason::AlreadyParked {
-                        self.waiting_on_flow.insert(msg);
+                        self.waiting_on_flow.extend(&msgs);
                     }
                 }
                 Note::Parked { .. } => {
-                    self.deferred.insert(msg);
-                    self.waiting_on_flow.insert(msg);
+                    self.deferred.extend(&msgs);
+                    self.waiting_on_flow.extend(&msgs);
                 }
                 Note::TakenOver { .. } => {
-                    self.deferred.insert(msg);
+                    self.deferred.extend(&msgs);
                 }
                 Note::Adopted { .. } => self.adoptions += 1,
                 Note::Failed { error, .. } if error.starts_with("gave up") => self.gave_up += 1,
@@ -361,6 +367,13 @@ impl World {
         self.workers[w].as_mut().expect("busy").running = Some((rid, epoch));
     }
 
+    /// No run in progress is live any more.
+    fn end_runs(&mut self) {
+        for b in self.workers.iter_mut().flatten() {
+            b.running = None;
+        }
+    }
+
     /// Ends a worker's handling: the message is deleted (answered, or
     /// dead-lettered) or comes back; so do its coalesced followers.
     fn finish(&mut self, w: usize, done: bool) {
@@ -399,6 +412,13 @@ impl World {
                 if self.store.apply(&write) {
                     if commit {
                         self.ready_epochs.insert(self.store.epoch());
+                    }
+                    if self.store.status() != Status::Processing {
+                        // No run owns the item: any run still going (of
+                        // this request on another worker, or one whose
+                        // owner gave up at max_attempts) can only have its
+                        // writes rejected; it is no longer live.
+                        self.end_runs();
                     }
                     Input::Applied(self.store.clone())
                 } else {

@@ -1,0 +1,338 @@
+//! The triggered-cache state machine, pure.
+//!
+//! Everything the daemon decides about one cache set of one item lives here:
+//! given the [`Record`] as it was read (strongly consistent) and what the
+//! message asks for, a `decide_*` function returns a [`Decision`], which
+//! carries the single conditional [`Write`] to perform next. Nothing here
+//! talks to AWS: the table adapter translates a [`Write`] into one
+//! `UpdateItem` (its `ops` become the update expression, its `conds` the
+//! condition expression), and [`Record::apply`] gives the same semantics in
+//! memory so that the property tests can check the invariants of DESIGN §5
+//! against a model of DynamoDB's conditional writes.
+//!
+//! Why a *fence* of the whole state rather than a version number: the item
+//! belongs to the user and carries no version of ours. A claim holds only if
+//! status, epoch, owner, lease, trigger flow and awaiting step are all still
+//! what was read. Request ids are unique and epochs only grow, so a state can
+//! never come back to exactly what was read (no ABA), and of several
+//! concurrent claimants that read the same state exactly one wins.
+//!
+//! The module is in three parts, so that each reads on its own:
+//! - here, the write model: the fields of a cache set ([`Field`]), the
+//!   [`Record`] as read, a [`Write`] of [`Op`]s under [`Cond`]s, and
+//!   [`Record::apply`], the in-memory model of one conditional write;
+//! - `decide.rs`: what a message does to the record as read (the rows of
+//!   DESIGN §4), the only place where a claim, a park or a reset is decided;
+//! - `writes.rs`: the writes of the owner of a run (renew, commit, retry
+//!   later, fail, release), all fenced by owner and epoch, and what a
+//!   rejection of one of them means.
+//!
+//! Every public item is re-exported here: callers write
+//! `state::decide_request`, `state::commit`, not the part it lives in.
+
+mod decide;
+mod writes;
+
+pub use decide::{
+    ClaimReason, Decision, LeaveReason, Outcome, Run, decide_request, decide_trigger,
+    decide_trigger_end, decide_trigger_start, trigger,
+};
+pub use writes::{
+    Rejected, backoff, classify_rejection, commit, fail, owner, release, renew, retry_later,
+};
+
+use serde_json::Value as Json;
+
+/// The status of one cache set. An absent status means "never processed"
+/// and is treated as [`Status::Stale`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    Stale,
+    Triggered,
+    Processing,
+    Ready,
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Stale,
+        Status::Triggered,
+        Status::Processing,
+        Status::Ready,
+        Status::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Stale => "STALE",
+            Status::Triggered => "TRIGGERED",
+            Status::Processing => "PROCESSING",
+            Status::Ready => "READY",
+            Status::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// One attribute of a cache set. Stored as `{prefix}_{set}_{suffix}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Field {
+    Status,
+    Epoch,
+    RequestId,
+    LeaseUntil,
+    TriggerId,
+    TriggerDeadline,
+    /// The id of the last trigger flow that ended: a redelivered or late
+    /// `trigger_start` of it must not start it again.
+    EndedTriggerId,
+    Awaiting,
+    Value,
+    ReadyAt,
+    Attempts,
+    Error,
+    /// The SQS MessageId of the message whose run recorded `FAILED`: a
+    /// redelivery of that very message is dead-lettered again without a
+    /// second run, while any other message (a redrive, a producer's retry
+    /// with the same `requestId`) claims and processes. Read only while
+    /// `FAILED` (every write of `FAILED` sets it), so a claim leaves it.
+    FailedMessageId,
+}
+
+impl Field {
+    pub const ALL: [Field; 13] = [
+        Field::Status,
+        Field::Epoch,
+        Field::RequestId,
+        Field::LeaseUntil,
+        Field::TriggerId,
+        Field::TriggerDeadline,
+        Field::EndedTriggerId,
+        Field::Awaiting,
+        Field::Value,
+        Field::ReadyAt,
+        Field::Attempts,
+        Field::Error,
+        Field::FailedMessageId,
+    ];
+
+    /// The attribute name suffix, as in DESIGN §2.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Field::Status => "status",
+            Field::Epoch => "epoch",
+            Field::RequestId => "requestId",
+            Field::LeaseUntil => "leaseUntil",
+            Field::TriggerId => "triggerId",
+            Field::TriggerDeadline => "triggerDeadline",
+            Field::EndedTriggerId => "endedTriggerId",
+            Field::Awaiting => "awaiting",
+            Field::Value => "value",
+            Field::ReadyAt => "readyAt",
+            Field::Attempts => "attempts",
+            Field::Error => "error",
+            Field::FailedMessageId => "failedMessageId",
+        }
+    }
+
+    /// The fields whose values together identify the state a claim was
+    /// decided on.
+    const FENCE: [Field; 6] = [
+        Field::Status,
+        Field::Epoch,
+        Field::RequestId,
+        Field::LeaseUntil,
+        Field::TriggerId,
+        Field::Awaiting,
+    ];
+}
+
+/// A value written to or compared with a field.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    Str(String),
+    Num(i64),
+    Json(Json),
+}
+
+impl From<Status> for Val {
+    fn from(s: Status) -> Val {
+        Val::Str(s.as_str().to_owned())
+    }
+}
+
+/// One part of an update.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Set(Field, Val),
+    /// `field = if_not_exists(field, 0) + 1`
+    Increment(Field),
+    Remove(Field),
+}
+
+/// One part of a condition; all parts must hold.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cond {
+    Eq(Field, Val),
+    Absent(Field),
+    /// The field is absent or holds another value.
+    Ne(Field, Val),
+}
+
+/// A single conditional write to one cache set. Empty `conds` means
+/// unconditional.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Write {
+    pub ops: Vec<Op>,
+    pub conds: Vec<Cond>,
+}
+
+/// The cache state of one set of one item, as read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Record {
+    pub status: Option<Status>,
+    pub epoch: Option<i64>,
+    pub request_id: Option<String>,
+    pub lease_until: Option<i64>,
+    pub trigger_id: Option<String>,
+    pub trigger_deadline: Option<i64>,
+    pub ended_trigger_id: Option<String>,
+    pub awaiting: Option<String>,
+    pub value: Option<Json>,
+    pub ready_at: Option<i64>,
+    pub attempts: Option<i64>,
+    pub error: Option<String>,
+    pub failed_message_id: Option<String>,
+}
+
+impl Record {
+    /// The status, with absent read as `STALE`.
+    pub fn status(&self) -> Status {
+        self.status.unwrap_or(Status::Stale)
+    }
+
+    /// The epoch, with absent read as 0.
+    pub fn epoch(&self) -> i64 {
+        self.epoch.unwrap_or(0)
+    }
+
+    pub fn attempts(&self) -> i64 {
+        self.attempts.unwrap_or(0)
+    }
+
+    pub fn get(&self, field: Field) -> Option<Val> {
+        let s = |v: &Option<String>| v.clone().map(Val::Str);
+        let n = |v: &Option<i64>| v.map(Val::Num);
+        match field {
+            Field::Status => self.status.map(Val::from),
+            Field::Epoch => n(&self.epoch),
+            Field::RequestId => s(&self.request_id),
+            Field::LeaseUntil => n(&self.lease_until),
+            Field::TriggerId => s(&self.trigger_id),
+            Field::TriggerDeadline => n(&self.trigger_deadline),
+            Field::EndedTriggerId => s(&self.ended_trigger_id),
+            Field::Awaiting => s(&self.awaiting),
+            Field::Value => self.value.clone().map(Val::Json),
+            Field::ReadyAt => n(&self.ready_at),
+            Field::Attempts => n(&self.attempts),
+            Field::Error => s(&self.error),
+            Field::FailedMessageId => s(&self.failed_message_id),
+        }
+    }
+
+    /// Sets a field from a stored value; values of the wrong type are
+    /// treated as absent (a user may have written nonsense into our
+    /// attributes, and that must not crash the worker).
+    pub fn put(&mut self, field: Field, val: Option<Val>) {
+        let s = |v: Option<Val>| match v {
+            Some(Val::Str(s)) => Some(s),
+            _ => None,
+        };
+        let n = |v: Option<Val>| match v {
+            Some(Val::Num(n)) => Some(n),
+            _ => None,
+        };
+        match field {
+            Field::Status => self.status = s(val).as_deref().and_then(Status::parse),
+            Field::Epoch => self.epoch = n(val),
+            Field::RequestId => self.request_id = s(val),
+            Field::LeaseUntil => self.lease_until = n(val),
+            Field::TriggerId => self.trigger_id = s(val),
+            Field::TriggerDeadline => self.trigger_deadline = n(val),
+            Field::EndedTriggerId => self.ended_trigger_id = s(val),
+            Field::Awaiting => self.awaiting = s(val),
+            Field::Value => {
+                self.value = match val {
+                    Some(Val::Json(j)) => Some(j),
+                    Some(Val::Str(s)) => Some(Json::String(s)),
+                    Some(Val::Num(n)) => Some(Json::from(n)),
+                    None => None,
+                }
+            }
+            Field::ReadyAt => self.ready_at = n(val),
+            Field::Attempts => self.attempts = n(val),
+            Field::Error => self.error = s(val),
+            Field::FailedMessageId => self.failed_message_id = s(val),
+        }
+    }
+
+    /// Whether every condition of `write` holds on this record.
+    pub fn satisfies(&self, conds: &[Cond]) -> bool {
+        conds.iter().all(|c| match c {
+            Cond::Eq(f, v) => self.get(*f).as_ref() == Some(v),
+            Cond::Absent(f) => self.get(*f).is_none(),
+            Cond::Ne(f, v) => self.get(*f).as_ref() != Some(v),
+        })
+    }
+
+    /// Applies `write` with DynamoDB's semantics: all or nothing, only if
+    /// the condition holds. Returns whether it was applied.
+    pub fn apply(&mut self, write: &Write) -> bool {
+        if !self.satisfies(&write.conds) {
+            return false;
+        }
+        for op in &write.ops {
+            match op {
+                Op::Set(f, v) => self.put(*f, Some(v.clone())),
+                Op::Increment(f) => {
+                    let cur = match self.get(*f) {
+                        Some(Val::Num(n)) => n,
+                        _ => 0,
+                    };
+                    self.put(*f, Some(Val::Num(cur + 1)));
+                }
+                Op::Remove(f) => self.put(*f, None),
+            }
+        }
+        true
+    }
+
+    /// The condition "the state is still what was read".
+    pub fn fence(&self) -> Vec<Cond> {
+        Field::FENCE
+            .iter()
+            .map(|f| match self.get(*f) {
+                Some(v) => Cond::Eq(*f, v),
+                None => Cond::Absent(*f),
+            })
+            .collect()
+    }
+}
+
+/// The timing a decision depends on, all in epoch milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// Wall-clock now.
+    pub now: i64,
+    /// How long a fresh or renewed lease lasts.
+    pub lease: i64,
+    /// How long past `leaseUntil` (and `triggerDeadline`) a takeover waits,
+    /// for clocks that disagree between hosts.
+    pub skew: i64,
+    /// The set's ttl: `READY` older than this is treated as stale.
+    pub ttl: Option<i64>,
+}
