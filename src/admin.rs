@@ -13,8 +13,8 @@ use serde_json::{Value as Json, json};
 use crate::aws::queue::{MAX_BATCH, Outgoing, Sender};
 use crate::aws::table::{Table, Updated};
 use crate::clock::now_millis;
-use crate::config::{Config, EventKind};
-use crate::events::{CompletionEvent, Publisher};
+use crate::config::Config;
+use crate::events::{CompletionEvent, EventKind, Publisher};
 use crate::item::{Attrs, Key, KeyValue};
 use crate::state::{self, Record};
 

@@ -26,6 +26,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// Where `sns.events` names them; they live with the events.
+pub use crate::events::EventKind;
 pub use error::{ConfigError, ConfigIssue, how_to_set};
 pub use sections::*;
 pub use sets::*;
@@ -35,40 +37,29 @@ pub const ENV_PREFIX: &str = "TRIGGERED_CACHE";
 
 /// The whole configuration of the daemon.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// AWS region and endpoint.
-    #[serde(default)]
     pub aws: AwsConfig,
     /// The request queue and its dead-letter queue.
-    #[serde(default)]
     pub sqs: SqsConfig,
     /// The user's table that holds the cached objects.
-    #[serde(default)]
     pub dynamodb: TableConfig,
     /// The topic completion events go to.
-    #[serde(default)]
     pub sns: SnsConfig,
     /// The worker pool, leases and heartbeats.
-    #[serde(default)]
     pub worker: WorkerConfig,
     /// The operations HTTP port (health, readiness, metrics).
-    #[serde(default)]
     pub http: HttpConfig,
     /// Logging.
-    #[serde(default)]
     pub log: LogConfig,
     /// Trace export (OpenTelemetry).
-    #[serde(default)]
     pub telemetry: TelemetryConfig,
     /// The cache sets, by name: `[sets.summary]`.
-    #[serde(default)]
     pub sets: BTreeMap<String, SetConfig>,
     /// Rules mapping DynamoDB Stream records to triggers: `[[streams]]`.
-    #[serde(default)]
     pub streams: Vec<crate::streams::StreamRule>,
     /// Dependency tracking.
-    #[serde(default)]
     pub dependencies: DependenciesConfig,
 }
 
