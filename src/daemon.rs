@@ -8,7 +8,7 @@ use tracing::info;
 
 use crate::aws::queue::Queue;
 use crate::aws::table::Table;
-use crate::config::Config;
+use crate::config::{Config, Validated};
 use crate::events::Publisher;
 use crate::item::Attrs;
 use crate::worker::Worker;
@@ -27,7 +27,9 @@ pub async fn aws_config(cfg: &Config) -> SdkConfig {
 }
 
 /// Builds a worker with the AWS clients of `sdk`.
-pub fn worker(cfg: Arc<Config>, sdk: &SdkConfig) -> anyhow::Result<Worker> {
+pub fn worker(cfg: Validated, sdk: &SdkConfig) -> anyhow::Result<Worker> {
+    let (cfg, rules) = cfg.into_parts();
+    let cfg = Arc::new(cfg);
     let table = Table::new(
         aws_sdk_dynamodb::Client::new(sdk),
         cfg.dynamodb.table.clone(),
@@ -47,7 +49,7 @@ pub fn worker(cfg: Arc<Config>, sdk: &SdkConfig) -> anyhow::Result<Worker> {
         .clone()
         .filter(|t| !t.is_empty())
         .map(|t| crate::aws::edges::Dependencies::new(aws_sdk_dynamodb::Client::new(sdk), t));
-    let worker = Worker::new(cfg, table, queue, events)?;
+    let worker = Worker::new(cfg, rules, table, queue, events)?;
     Ok(match deps {
         Some(d) => worker.with_dependencies(d),
         None => worker,

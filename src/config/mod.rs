@@ -31,6 +31,7 @@ pub use crate::events::EventKind;
 pub use error::{ConfigError, ConfigIssue, how_to_set};
 pub use sections::*;
 pub use sets::*;
+pub use validate::Validated;
 
 /// The prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "TRIGGERED_CACHE";
@@ -66,7 +67,7 @@ pub struct Config {
 impl Config {
     /// Loads `path` (if any) and the `TRIGGERED_CACHE__*` environment, then
     /// validates.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    pub fn load(path: Option<&Path>) -> Result<Validated, ConfigError> {
         Self::load_from(path, std::env::vars())
     }
 
@@ -74,7 +75,7 @@ impl Config {
     pub fn load_from(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
+    ) -> Result<Validated, ConfigError> {
         let mut builder = config::Config::builder();
         if let Some(path) = path {
             let text = read_file(path)?;
@@ -95,8 +96,7 @@ impl Config {
         );
         let raw = builder.build().map_err(error::from_config_error)?;
         let cfg: Config = raw.try_deserialize().map_err(error::from_config_error)?;
-        cfg.validate()?;
-        Ok(cfg)
+        cfg.validated()
     }
 
     /// The cache table's key attribute names, partition key first.

@@ -27,6 +27,7 @@ fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Some(f.path()),
         env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
     )
+    .map(|v| v.into_parts().0)
 }
 
 fn error(text: &str, env: &[(&str, &str)]) -> String {
@@ -332,4 +333,24 @@ fn default_toml_writes_the_built_in_defaults() {
         toml::Value::try_from(&minimal).unwrap(),
         "[sets.summary] in config/default.toml differs from a set's built-in defaults"
     );
+}
+
+/// Validation compiles the stream rules once and hands them on: the worker
+/// maps records with exactly what was checked.
+#[test]
+fn validation_hands_on_the_stream_rules_it_compiled() {
+    let text = format!(
+        "{MINIMAL}\n[[streams]]\ntable = \"orders\"\nkey = {{ pk = \"order#{{Keys.id}}\" }}\nsets = [\"summary\"]\n"
+    );
+    let f = file(&text);
+    let checked = Config::load_from(Some(f.path()), std::iter::empty()).unwrap();
+    let record = serde_json::json!({
+        "eventName": "INSERT", "eventSource": "aws:dynamodb",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:1:table/orders/stream/x",
+        "dynamodb": {"Keys": {"id": {"S": "7"}}}
+    });
+    let triggers = checked.rules().map(&record).unwrap();
+    assert_eq!(triggers.messages.len(), 1);
+    assert_eq!(triggers.messages[0].key.to_string(), "pk=order#7");
+    assert!(load(MINIMAL, &[]).unwrap().validate().unwrap().is_empty());
 }
