@@ -12,9 +12,11 @@
 //!
 //! Files: `sections.rs` (AWS, queues, table, topic, worker, HTTP, logs,
 //! traces), `sets.rs` (cache sets and their processors), `list.rs` (list
-//! keys), `validate.rs` (what serde cannot check), `error.rs` (errors that
-//! name the key or the place in the file).
+//! keys), `de.rs` (reading the merged sources, so that serde names what is
+//! wrong and where), `validate.rs` (what serde cannot check), `error.rs`
+//! (errors that name the key or the place in the file).
 
+mod de;
 mod error;
 pub mod list;
 mod sections;
@@ -95,7 +97,10 @@ impl Config {
                 .source(Some(env)),
         );
         let raw = builder.build().map_err(error::from_config_error)?;
-        let cfg: Config = raw.try_deserialize().map_err(error::from_config_error)?;
+        let tree: serde_json::Value = raw.try_deserialize().map_err(error::from_config_error)?;
+        let cfg: Config = de::read(&tree).map_err(|issue| ConfigError {
+            issues: vec![issue],
+        })?;
         cfg.validated()
     }
 
