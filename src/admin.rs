@@ -14,8 +14,8 @@ use crate::aws::Clients;
 use crate::aws::queue::{MAX_BATCH, Outgoing};
 use crate::aws::table::{Table, Updated};
 use crate::clock::now_millis;
-use crate::config::{Config, EventKind};
-use crate::events::{CompletionEvent, Publisher};
+use crate::config::Config;
+use crate::events::{CompletionEvent, EventKind, Publisher};
 use crate::item::{Attrs, Key, KeyValue};
 use crate::state::{self, Record};
 

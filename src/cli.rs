@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value as Json, json};
 
 use crate::admin;
-use crate::config::{Config, ConfigError, ProcessorConfig};
+use crate::config::{Config, ConfigError, ProcessorConfig, Validated};
 
 /// triggered-cache keeps event-invalidated caches in DynamoDB items and
 /// recomputes each exactly once, fed by SQS and announced on SNS.
@@ -235,7 +235,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
+async fn dispatch(cfg: Validated, cmd: Cmd) -> anyhow::Result<()> {
     // What `run` needs beyond `Config::load`'s validation is checked here
     // for `config check` too, so that the check says what `run` would.
     let runs = matches!(
@@ -278,7 +278,7 @@ async fn dispatch(cfg: Config, cmd: Cmd) -> anyhow::Result<()> {
             // The configuration, processors included, was validated by
             // `Config::load`, as for `config check`: what fails here is not
             // the configuration's fault.
-            let worker = crate::daemon::worker(Arc::new(cfg), &sdk)?;
+            let worker = crate::daemon::worker(cfg, &sdk)?;
             crate::daemon::run(Arc::new(worker)).await
         }
         Cmd::Send { message } => {

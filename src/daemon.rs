@@ -7,7 +7,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tracing::info;
 
 use crate::aws::Clients;
-use crate::config::Config;
+use crate::config::{Config, Validated};
 use crate::events::Publisher;
 use crate::item::Attrs;
 use crate::worker::Worker;
@@ -26,7 +26,9 @@ pub async fn aws_config(cfg: &Config) -> SdkConfig {
 }
 
 /// Builds a worker with the AWS clients of `sdk`.
-pub fn worker(cfg: Arc<Config>, sdk: &SdkConfig) -> anyhow::Result<Worker> {
+pub fn worker(cfg: Validated, sdk: &SdkConfig) -> anyhow::Result<Worker> {
+    let (cfg, rules) = cfg.into_parts();
+    let cfg = Arc::new(cfg);
     let clients = Clients::new(sdk);
     let table = clients.table(
         &cfg.dynamodb.table,
@@ -42,7 +44,7 @@ pub fn worker(cfg: Arc<Config>, sdk: &SdkConfig) -> anyhow::Result<Worker> {
         .as_deref()
         .filter(|t| !t.is_empty())
         .map(|t| clients.dependencies(t));
-    let worker = Worker::new(cfg, table, queue, events)?;
+    let worker = Worker::new(cfg, rules, table, queue, events)?;
     Ok(match deps {
         Some(d) => worker.with_dependencies(d),
         None => worker,

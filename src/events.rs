@@ -12,10 +12,13 @@ use std::time::SystemTime;
 use serde_json::{Map, Value as Json, json};
 
 use crate::aws::topic::{Message, Topic};
-use crate::config::{Config, EventKind};
+use crate::config::Config;
 use crate::item::{Attrs, Item, Key, item_to_json};
 
 pub use crate::aws::topic::PublishError;
+pub use kind::EventKind;
+
+mod kind;
 
 /// SNS's limit for a message with its attributes.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;

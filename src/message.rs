@@ -8,7 +8,10 @@
 //!
 //! Anything that cannot be understood is a [`BadMessage`] whose reason is
 //! written for the person who reads the dead-letter queue: it names the
-//! field and what was expected. The envelopes a native body may come in (an
+//! field and what was expected. The forms are serde types (`wire`: the
+//! head, then the form of its type, each with exactly its fields); what
+//! only the deployment knows (the table's key, the configured sets) is
+//! checked here. The envelopes a native body may come in (an
 //! SNS notification) and the other forms of a body (DynamoDB Stream
 //! records) are told apart in `crate::envelope`.
 
@@ -17,6 +20,10 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value as Json};
 
 use crate::item::{Key, KeyValue};
+
+mod wire;
+
+use wire::{Form, Kind, Problem};
 
 /// The largest body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -76,6 +83,8 @@ pub struct Schema {
     pub sets: BTreeSet<String>,
 }
 
+/// Every field of every native form, for the reason that names an unknown
+/// one.
 const FIELDS: [&str; 8] = [
     "v",
     "type",
@@ -99,98 +108,90 @@ pub enum Native {
 }
 
 impl Schema {
-    /// Decodes a native message's JSON object.
+    /// Decodes a native message's JSON object: the head (`v`, `type`),
+    /// then the form of its type (`wire`), then what only the deployment
+    /// can say (the key, the sets).
     pub(crate) fn decode_object(&self, obj: &Map<String, Json>) -> Result<Native, BadMessage> {
-        if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(bad(format!(
-                "unknown field `{}`; known fields are {}",
-                printable(unknown),
-                FIELDS.join(", ")
-            )));
-        }
-        match obj.get("v") {
-            Some(Json::Number(n)) if n.as_u64() == Some(1) => {}
-            Some(other) => {
-                return Err(bad(format!(
-                    "field `v` is {}, this worker understands version 1",
-                    short(other)
-                )));
-            }
-            None => return Err(bad("field `v` is missing (the message version, 1)")),
-        }
-        let kind = string_field(obj, "type")?.ok_or_else(|| {
-            bad("field `type` is missing (request, trigger, trigger_start or trigger_end)")
-        })?;
-        if kind == "trigger" && obj.contains_key("dependency") {
-            if let Some(extra) = ["key", "set", "requestId", "input", "triggerId"]
-                .into_iter()
-                .find(|f| obj.contains_key(*f))
-            {
-                return Err(bad(format!(
-                    "field `{extra}` does not belong in a dependency trigger (it names only `dependency`)"
-                )));
-            }
-            let entity =
-                id_field(obj, "dependency")?.ok_or_else(|| bad("field `dependency` is missing"))?;
-            return Ok(Native::Dependency(entity));
-        }
-        if obj.contains_key("dependency") {
-            return Err(bad(format!(
-                "field `dependency` does not belong in a `{kind}` message"
-            )));
-        }
-        let key = self.key(obj.get("key"))?;
-        let set = string_field(obj, "set")?.ok_or_else(|| bad("field `set` is missing"))?;
-        let allowed = |names: &[&str]| -> Result<(), BadMessage> {
-            for field in ["requestId", "input", "triggerId"] {
-                if obj.contains_key(field) && !names.contains(&field) {
-                    return Err(bad(format!(
-                        "field `{field}` does not belong in a `{kind}` message"
-                    )));
-                }
-            }
-            Ok(())
-        };
-        let command = match kind {
-            "request" => {
-                allowed(&["requestId", "input"])?;
+        let head = wire::head(obj).map_err(|p| self.reason(p, None))?;
+        let kind = Kind::of(&head.kind).map_err(bad)?;
+        let dependency = kind == Kind::Trigger && head.dependency.is_some();
+        let form = Form::read(kind, dependency, obj)
+            .map_err(|p| self.reason(p, Some((kind, dependency))))?;
+        let (key, command) = match form {
+            Form::Dependency(d) => return Ok(Native::Dependency(d.dependency)),
+            Form::Request(r) => (
+                r.key,
                 Command::Request {
-                    set: self.set(set)?,
-                    request_id: id_field(obj, "requestId")?,
-                    input: obj.get("input").cloned(),
-                }
-            }
-            "trigger" => {
-                allowed(&[])?;
-                let sets = if set == "*" {
+                    set: self.set(&r.set)?,
+                    request_id: r.request_id,
+                    input: r.input,
+                },
+            ),
+            Form::Trigger(t) => {
+                let sets = if t.set == "*" {
                     SetSelector::All
                 } else {
-                    SetSelector::One(self.set(set)?)
+                    SetSelector::One(self.set(&t.set)?)
                 };
-                Command::Trigger { sets }
+                (t.key, Command::Trigger { sets })
             }
-            "trigger_start" | "trigger_end" => {
-                allowed(&["triggerId"])?;
-                let set = self.set(set)?;
-                let trigger_id = id_field(obj, "triggerId")?.ok_or_else(|| {
-                    bad(format!(
-                        "field `triggerId` is missing (a `{kind}` names its flow)"
-                    ))
-                })?;
-                if kind == "trigger_start" {
-                    Command::TriggerStart { set, trigger_id }
-                } else {
-                    Command::TriggerEnd { set, trigger_id }
-                }
-            }
-            other => {
-                return Err(bad(format!(
-                    "field `type` is `{}`; expected request, trigger, trigger_start or trigger_end",
-                    printable(other)
-                )));
-            }
+            Form::TriggerStart(f) => (
+                f.key,
+                Command::TriggerStart {
+                    set: self.set(&f.set)?,
+                    trigger_id: f.trigger_id,
+                },
+            ),
+            Form::TriggerEnd(f) => (
+                f.key,
+                Command::TriggerEnd {
+                    set: self.set(&f.set)?,
+                    trigger_id: f.trigger_id,
+                },
+            ),
         };
+        let key = self.key(&key)?;
         Ok(Native::Message(Message { key, command }))
+    }
+
+    /// The reason for what serde found wrong, in the words of the field and
+    /// the form (`None` for the head; `(kind, names a dependency)`).
+    fn reason(&self, problem: Problem, form: Option<(Kind, bool)>) -> BadMessage {
+        bad(match (problem, form) {
+            (Problem::Missing("v"), _) => "field `v` is missing (the message version, 1)".into(),
+            (Problem::Missing("type"), _) => {
+                "field `type` is missing (request, trigger, trigger_start or trigger_end)".into()
+            }
+            (Problem::Missing("key"), _) => {
+                format!("field `key` is missing; expected {}", self.expected_key())
+            }
+            (Problem::Missing("triggerId"), Some((kind, _))) => format!(
+                "field `triggerId` is missing (a `{}` names its flow)",
+                kind.as_str()
+            ),
+            (Problem::Missing(field), _) => format!("field `{field}` is missing"),
+            (Problem::Unknown(field), _) if !FIELDS.contains(&field.as_str()) => format!(
+                "unknown field `{}`; known fields are {}",
+                printable(&field),
+                FIELDS.join(", ")
+            ),
+            (Problem::Unknown(field), Some((_, true))) => format!(
+                "field `{field}` does not belong in a dependency trigger (it names only `dependency`)"
+            ),
+            (Problem::Unknown(field), Some((kind, false))) => format!(
+                "field `{field}` does not belong in a `{}` message",
+                kind.as_str()
+            ),
+            (problem, _) => problem.to_string(),
+        })
+    }
+
+    /// How the key of this table is written, for reasons.
+    fn expected_key(&self) -> String {
+        match &self.sort_key {
+            Some(sk) => format!("{{\"{}\": ..., \"{sk}\": ...}}", self.partition_key),
+            None => format!("{{\"{}\": ...}}", self.partition_key),
+        }
     }
 
     fn set(&self, set: &str) -> Result<String, BadMessage> {
@@ -205,14 +206,8 @@ impl Schema {
         }
     }
 
-    fn key(&self, key: Option<&Json>) -> Result<Key, BadMessage> {
-        let expected = match &self.sort_key {
-            Some(sk) => format!("{{\"{}\": ..., \"{sk}\": ...}}", self.partition_key),
-            None => format!("{{\"{}\": ...}}", self.partition_key),
-        };
-        let Some(key) = key else {
-            return Err(bad(format!("field `key` is missing; expected {expected}")));
-        };
+    fn key(&self, key: &Json) -> Result<Key, BadMessage> {
+        let expected = self.expected_key();
         let Json::Object(map) = key else {
             return Err(bad(format!(
                 "field `key` is {}, expected an object {expected}",
@@ -268,38 +263,8 @@ const MAX_PARTITION_KEY_BYTES: usize = 2048;
 /// DynamoDB's limit on a sort key's value.
 const MAX_SORT_KEY_BYTES: usize = 1024;
 
-fn string_field<'a>(
-    obj: &'a Map<String, Json>,
-    field: &str,
-) -> Result<Option<&'a str>, BadMessage> {
-    match obj.get(field) {
-        None => Ok(None),
-        Some(Json::String(s)) => Ok(Some(s)),
-        Some(other) => Err(bad(format!(
-            "field `{field}` is {}, expected a string",
-            short(other)
-        ))),
-    }
-}
-
-/// Ids travel in attributes, logs and events: printable, bounded.
-fn id_field(obj: &Map<String, Json>, field: &str) -> Result<Option<String>, BadMessage> {
-    let Some(id) = string_field(obj, field)? else {
-        return Ok(None);
-    };
-    if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
-        return Err(bad(format!(
-            "field `{field}` must be 1 to {MAX_ID_CHARS} characters"
-        )));
-    }
-    if id.chars().any(char::is_control) {
-        return Err(bad(format!("field `{field}` contains control characters")));
-    }
-    Ok(Some(id.to_owned()))
-}
-
 /// A short, printable rendering of a JSON value for a reason.
-fn short(v: &Json) -> String {
+pub(crate) fn short(v: &Json) -> String {
     let kind = match v {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",
@@ -328,3 +293,6 @@ pub fn printable(s: &str) -> String {
 #[cfg(test)]
 #[path = "message_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod reasons_tests;

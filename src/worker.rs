@@ -65,6 +65,7 @@ impl Worker {
     /// configuration; `Embedded` sets need [`Worker::with_processor`].
     pub fn new(
         cfg: Arc<Config>,
+        rules: Rules,
         table: Table,
         queue: Queue,
         events: Publisher,
@@ -75,8 +76,6 @@ impl Worker {
             sort_key: cfg.dynamodb.sort_key.clone(),
             sets: cfg.sets.keys().cloned().collect::<BTreeSet<_>>(),
         };
-        let rules = Rules::new(&cfg.streams, &cfg.key_names())
-            .map_err(|e| anyhow::anyhow!("invalid [[streams]] rules: {e:?}"))?;
         let metrics = Arc::new(Metrics::new(&cfg));
         Ok(Worker {
             rules,

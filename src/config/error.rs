@@ -14,6 +14,9 @@ pub struct ConfigIssue {
     /// case `problem` says where and what.
     pub key: Option<String>,
     pub problem: String,
+    /// Whether the key is not one the configuration has (the fix is to
+    /// remove or respell it, not to set it).
+    unknown: bool,
 }
 
 impl ConfigIssue {
@@ -22,6 +25,21 @@ impl ConfigIssue {
         ConfigIssue {
             key: Some(key.into()),
             problem: problem.into(),
+            unknown: false,
+        }
+    }
+
+    /// A key the configuration does not have; `known` are the keys its
+    /// section has.
+    pub fn unknown(key: impl Into<String>, known: &[&str]) -> Self {
+        let known: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+        let problem = match known.len() {
+            0 => "is not a known key".to_owned(),
+            _ => format!("is not a known key; expected one of {}", known.join(", ")),
+        };
+        ConfigIssue {
+            unknown: true,
+            ..ConfigIssue::key(key, problem)
         }
     }
 
@@ -30,6 +48,7 @@ impl ConfigIssue {
         ConfigIssue {
             key: None,
             problem: problem.into(),
+            unknown: false,
         }
     }
 }
@@ -39,7 +58,7 @@ impl fmt::Display for ConfigIssue {
         let problem = &self.problem;
         match &self.key {
             None => f.write_str(problem),
-            Some(key) if problem.starts_with(UNKNOWN_KEY) => write!(
+            Some(key) if self.unknown => write!(
                 f,
                 "config key {key} {problem} (remove it or fix its spelling)"
             ),
@@ -47,8 +66,6 @@ impl fmt::Display for ConfigIssue {
         }
     }
 }
-
-const UNKNOWN_KEY: &str = "is not a known key";
 
 /// "set TRIGGERED_CACHE__SQS__QUEUE_URL or [sqs].queue_url".
 pub fn how_to_set(key: &str) -> String {
@@ -121,6 +138,8 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
+/// An error of the `config` crate while it reads and merges the sources
+/// (reading the merged tree is `super::de`'s, which names the key).
 pub(super) fn from_config_error(err: config::ConfigError) -> ConfigError {
     use config::ConfigError as E;
     match err {
@@ -128,69 +147,16 @@ pub(super) fn from_config_error(err: config::ConfigError) -> ConfigError {
             error,
             key: Some(key),
             ..
-        } => {
-            let msg = inner_message(&error);
-            match unknown_field(&msg) {
-                Some((field, expected)) => {
-                    ConfigError::one(format!("{key}.{field}"), format!("{UNKNOWN_KEY}{expected}"))
-                }
-                None => ConfigError::one(key, format!("is invalid: {msg}")),
-            }
-        }
+        } => ConfigError::one(key, format!("is invalid: {error}")),
         E::At {
             error, key: None, ..
         } => from_config_error(*error),
-        E::Type {
-            key: Some(key),
-            unexpected,
-            expected,
-            ..
-        } => ConfigError::one(
-            key,
-            format!("has the wrong type: found {unexpected}, expected {expected}"),
-        ),
         E::FileParse { uri, cause } => ConfigError::file(format!(
             "{}: the configuration file is not valid TOML: {cause}",
             uri.unwrap_or_default()
         )),
-        E::Message(msg) => message_issue(&msg),
         other => ConfigError::file(format!("the configuration cannot be read: {other}")),
     }
-}
-
-/// Splits serde's "unknown field `x`, expected one of `a`, `b`" into the
-/// field and "; expected one of ...". (serde reports an unknown field only
-/// as this text.)
-fn unknown_field(msg: &str) -> Option<(String, String)> {
-    let rest = msg.strip_prefix("unknown field `")?;
-    let (field, tail) = rest.split_once('`')?;
-    let expected = tail.trim_start_matches(',').trim();
-    let expected = if expected.is_empty() {
-        String::new()
-    } else {
-        format!("; {expected}")
-    };
-    Some((field.to_owned(), expected))
-}
-
-fn inner_message(err: &config::ConfigError) -> String {
-    match err {
-        config::ConfigError::At { error, .. } => inner_message(error),
-        other => other.to_string(),
-    }
-}
-
-/// serde's messages name the field but not the section ("unknown field
-/// `x`"); we say what we know.
-fn message_issue(msg: &str) -> ConfigError {
-    if let Some((field, expected)) = unknown_field(msg) {
-        return ConfigError::one(field, format!("{UNKNOWN_KEY}{expected}"));
-    }
-    if let Some(rest) = msg.strip_prefix("missing field `") {
-        let field = rest.split('`').next().unwrap_or(rest);
-        return ConfigError::one(field, "is missing");
-    }
-    ConfigError::file(format!("the configuration is invalid: {msg}"))
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ mod tests {
     use serde::Deserialize;
     use serde_json::json;
 
-    use crate::config::EventKind;
+    use crate::events::EventKind;
 
     #[derive(Debug, Deserialize)]
     struct Lists {

@@ -12,9 +12,11 @@
 //!
 //! Files: `sections.rs` (AWS, queues, table, topic, worker, HTTP, logs,
 //! traces), `sets.rs` (cache sets and their processors), `list.rs` (list
-//! keys), `validate.rs` (what serde cannot check), `error.rs` (errors that
-//! name the key or the place in the file).
+//! keys), `de.rs` (reading the merged sources, so that serde names what is
+//! wrong and where), `validate.rs` (what serde cannot check), `error.rs`
+//! (errors that name the key or the place in the file).
 
+mod de;
 mod error;
 pub mod list;
 mod sections;
@@ -26,56 +28,48 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// Where `sns.events` names them; they live with the events.
+pub use crate::events::EventKind;
 pub use error::{ConfigError, ConfigIssue, how_to_set};
 pub use sections::*;
 pub use sets::*;
+pub use validate::Validated;
 
 /// The prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "TRIGGERED_CACHE";
 
 /// The whole configuration of the daemon.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// AWS region and endpoint.
-    #[serde(default)]
     pub aws: AwsConfig,
     /// The request queue and its dead-letter queue.
-    #[serde(default)]
     pub sqs: SqsConfig,
     /// The user's table that holds the cached objects.
-    #[serde(default)]
     pub dynamodb: TableConfig,
     /// The topic completion events go to.
-    #[serde(default)]
     pub sns: SnsConfig,
     /// The worker pool, leases and heartbeats.
-    #[serde(default)]
     pub worker: WorkerConfig,
     /// The operations HTTP port (health, readiness, metrics).
-    #[serde(default)]
     pub http: HttpConfig,
     /// Logging.
-    #[serde(default)]
     pub log: LogConfig,
     /// Trace export (OpenTelemetry).
-    #[serde(default)]
     pub telemetry: TelemetryConfig,
     /// The cache sets, by name: `[sets.summary]`.
-    #[serde(default)]
     pub sets: BTreeMap<String, SetConfig>,
     /// Rules mapping DynamoDB Stream records to triggers: `[[streams]]`.
-    #[serde(default)]
     pub streams: Vec<crate::streams::StreamRule>,
     /// Dependency tracking.
-    #[serde(default)]
     pub dependencies: DependenciesConfig,
 }
 
 impl Config {
     /// Loads `path` (if any) and the `TRIGGERED_CACHE__*` environment, then
     /// validates.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    pub fn load(path: Option<&Path>) -> Result<Validated, ConfigError> {
         Self::load_from(path, std::env::vars())
     }
 
@@ -83,7 +77,7 @@ impl Config {
     pub fn load_from(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
+    ) -> Result<Validated, ConfigError> {
         let mut builder = config::Config::builder();
         if let Some(path) = path {
             let text = read_file(path)?;
@@ -103,9 +97,11 @@ impl Config {
                 .source(Some(env)),
         );
         let raw = builder.build().map_err(error::from_config_error)?;
-        let cfg: Config = raw.try_deserialize().map_err(error::from_config_error)?;
-        cfg.validate()?;
-        Ok(cfg)
+        let tree: serde_json::Value = raw.try_deserialize().map_err(error::from_config_error)?;
+        let cfg: Config = de::read(&tree).map_err(|issue| ConfigError {
+            issues: vec![issue],
+        })?;
+        cfg.validated()
     }
 
     /// The cache table's key attribute names, partition key first.

@@ -27,6 +27,7 @@ fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Some(f.path()),
         env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
     )
+    .map(|v| v.into_parts().0)
 }
 
 fn error(text: &str, env: &[(&str, &str)]) -> String {
@@ -332,4 +333,68 @@ fn default_toml_writes_the_built_in_defaults() {
         toml::Value::try_from(&minimal).unwrap(),
         "[sets.summary] in config/default.toml differs from a set's built-in defaults"
     );
+}
+
+/// Validation compiles the stream rules once and hands them on: the worker
+/// maps records with exactly what was checked.
+#[test]
+fn validation_hands_on_the_stream_rules_it_compiled() {
+    let text = format!(
+        "{MINIMAL}\n[[streams]]\ntable = \"orders\"\nkey = {{ pk = \"order#{{Keys.id}}\" }}\nsets = [\"summary\"]\n"
+    );
+    let f = file(&text);
+    let checked = Config::load_from(Some(f.path()), std::iter::empty()).unwrap();
+    let record = serde_json::json!({
+        "eventName": "INSERT", "eventSource": "aws:dynamodb",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:1:table/orders/stream/x",
+        "dynamodb": {"Keys": {"id": {"S": "7"}}}
+    });
+    let triggers = checked.rules().map(&record).unwrap();
+    assert_eq!(triggers.messages.len(), 1);
+    assert_eq!(triggers.messages[0].key.to_string(), "pk=order#7");
+    assert!(load(MINIMAL, &[]).unwrap().validate().unwrap().is_empty());
+}
+
+/// serde says what is wrong as data (the key, the keys it knows, what was
+/// found and expected), and the reason is written from that, never from
+/// serde's text.
+#[test]
+fn each_serde_problem_names_the_full_key() {
+    type Case<'a> = (String, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            MINIMAL.replace("[sqs]\n", "[sqs]\nqueue_urll = \"x\"\n"),
+            &[],
+            "config key sqs.queue_urll is not a known key; expected one of `queue_url`, `dlq_url`, `wait_time`, `receive_batch_size`, `visibility_timeout`, `pollers` (remove it or fix its spelling)",
+        ),
+        (
+            format!("{MINIMAL}\n[[streams]]\ntable = \"orders\"\ntabel = \"x\"\n"),
+            &[],
+            "config key streams[0].tabel is not a known key; expected one of `table`, `events`, `key`, `sets`, `dependency`, `when_changed` (remove it or fix its spelling)",
+        ),
+        (
+            MINIMAL.into(),
+            &[("TRIGGERED_CACHE__WORKER__CONCURRENCY", "many")],
+            "config key worker.concurrency has the wrong type: found string \"many\", expected u32 (set TRIGGERED_CACHE__WORKER__CONCURRENCY or [worker].concurrency in the config file)",
+        ),
+        (
+            MINIMAL.replace("url = \"http://p/x\" ", ""),
+            &[],
+            "config key sets.summary.processor.url is missing",
+        ),
+        (
+            MINIMAL.replace("\"http\"", "\"ftp\""),
+            &[],
+            "config key sets.summary.processor.kind is invalid: `ftp` is not one of command, http, embedded",
+        ),
+        (
+            format!("{MINIMAL}\n[log]\nformat = \"xml\"\n"),
+            &[],
+            "config key log.format is invalid: `xml` is not one of auto, json, pretty",
+        ),
+    ];
+    for (text, env, want) in cases {
+        let e = error(text, env);
+        assert!(e.starts_with(want), "{want}\n{e}");
+    }
 }

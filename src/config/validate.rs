@@ -1,17 +1,50 @@
 //! What serde cannot check: required keys, ranges, the relations between
-//! timings, and whether each processor can run at all.
+//! timings, and whether each processor can run at all. Validation compiles
+//! the stream rules on the way and hands them on in [`Validated`], so that
+//! the daemon is built from exactly what was checked.
 
+use std::ops::Deref;
 use std::time::Duration;
 
 use super::{Config, ConfigError, ConfigIssue, ProcessorConfig, valid_set_name};
 use crate::processor::{command, http};
+use crate::streams::Rules;
+
+/// A configuration that passed [`Config::validate`], with the stream rules
+/// that validation compiled. It reads as the [`Config`] it holds.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    config: Config,
+    rules: Rules,
+}
+
+impl Validated {
+    /// The compiled `[[streams]]` rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The configuration and its compiled stream rules.
+    pub fn into_parts(self) -> (Config, Rules) {
+        (self.config, self.rules)
+    }
+}
+
+impl Deref for Validated {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
 
 impl Config {
     /// Checks everything serde cannot: required keys, ranges, the relations
     /// between timings, and that each processor can run (a `command`'s
     /// program is found and executable, an `http` one's URL and headers are
-    /// well-formed). The one check of both `config check` and `run`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// well-formed). The one check of both `config check` and `run`;
+    /// returns the stream rules it compiled.
+    pub fn validate(&self) -> Result<Rules, ConfigError> {
         let mut issues = Vec::new();
         let mut bad = |key: &str, problem: String| issues.push(ConfigIssue::key(key, problem));
         for (key, value) in [
@@ -206,11 +239,13 @@ impl Config {
                 ProcessorConfig::Embedded => {}
             }
         }
-        if let Err(errors) = crate::streams::Rules::new(&self.streams, &self.key_names()) {
-            for (i, e) in errors {
-                issues.push(ConfigIssue::key(format!("streams[{i}]"), e));
-            }
-        }
+        let rules = Rules::new(&self.streams, &self.key_names())
+            .map_err(|errors| {
+                for (i, e) in errors {
+                    issues.push(ConfigIssue::key(format!("streams[{i}]"), e));
+                }
+            })
+            .ok();
         for (i, rule) in self.streams.iter().enumerate() {
             for set in &rule.sets {
                 if set != "*" && !self.sets.contains_key(set) {
@@ -221,10 +256,18 @@ impl Config {
                 }
             }
         }
-        if issues.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { issues })
+        match rules {
+            Some(rules) if issues.is_empty() => Ok(rules),
+            _ => Err(ConfigError { issues }),
         }
+    }
+
+    /// This configuration, validated ([`Config::validate`]).
+    pub fn validated(self) -> Result<Validated, ConfigError> {
+        let rules = self.validate()?;
+        Ok(Validated {
+            config: self,
+            rules,
+        })
     }
 }

@@ -4,7 +4,8 @@
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 
 use super::{EventLabel, Metrics, QueueLabel, ReasonLabel, ServiceLabel, SetKindLabel};
-use crate::config::{Config, EventKind};
+use crate::config::Config;
+use crate::events::EventKind;
 use crate::processor::ProcessError;
 
 /// The reasons a message is dead-lettered (the `kind` of

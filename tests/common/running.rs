@@ -39,7 +39,7 @@ impl Running {
             });
             rt.block_on(async move {
                 let sdk = super::emulator::sdk().await;
-                let mut worker = daemon::worker(Arc::new(cfg), &sdk).unwrap();
+                let mut worker = daemon::worker(cfg.validated().unwrap(), &sdk).unwrap();
                 for (set, p) in processors {
                     worker = worker.with_processor(&set, p);
                 }
