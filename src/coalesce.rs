@@ -8,6 +8,13 @@
 //! published after it arrived). If the leader panics, fails or is
 //! cancelled, dropping its [`Leader`] tells the followers so: none hangs,
 //! none starts a second run on its own.
+//!
+//! A leader that answers without publishing (it leaves the answer to
+//! another request's run, or parks) decided on the item as it last read
+//! it. That decision holds for the followers that joined before that read;
+//! one that joined after it may have been sent after the run it would wait
+//! for had already answered, so it is told to handle its request again
+//! ([`FlightOutcome::Again`]) instead of being deleted unanswered.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -23,6 +30,9 @@ pub enum FlightOutcome {
     /// The leader gave up (error, panic, cancellation): return the message
     /// to the queue.
     Abandoned,
+    /// The leader's answer was decided on a read older than this request:
+    /// handle it again.
+    Again,
 }
 
 struct Flight {
@@ -54,6 +64,8 @@ pub struct Leader<K: Eq + Hash + Clone> {
     key: K,
     flights: Arc<Mutex<HashMap<K, Flight>>>,
     sealed: Option<Vec<(String, oneshot::Sender<FlightOutcome>)>>,
+    /// How many followers had joined when the leader last read the item.
+    read_by: usize,
 }
 
 impl<K: Eq + Hash + Clone> Coalescer<K> {
@@ -75,6 +87,7 @@ impl<K: Eq + Hash + Clone> Coalescer<K> {
             key,
             flights: self.flights.clone(),
             sealed: None,
+            read_by: 0,
         })
     }
 
@@ -133,16 +146,37 @@ impl<K: Eq + Hash + Clone> Leader<K> {
         }
     }
 
+    /// The leader is about to read the item (or write it, which returns
+    /// it): what it decides next holds for the followers so far.
+    pub fn reading(&mut self) {
+        if self.sealed.is_none() {
+            self.read_by = self
+                .flights
+                .lock()
+                .expect("coalescer lock")
+                .get(&self.key)
+                .map_or(0, |f| f.followers.len());
+        }
+    }
+
     /// Ends the flight, telling every follower `outcome`. Returns how many
-    /// followers there were.
+    /// followers there were. A flight answered without an event (not
+    /// sealed by a publish) tells the followers that joined after the
+    /// leader's last read to handle their request [`FlightOutcome::Again`].
     pub fn finish(mut self, outcome: FlightOutcome) -> usize {
+        let published = self.sealed.is_some();
         self.seal();
         // Leave `sealed` as `Some` so that `drop` does not touch the map
         // again (a newcomer may have started a new flight there).
         let followers = std::mem::take(self.sealed.as_mut().expect("sealed"));
         let n = followers.len();
-        for (_, tx) in followers {
-            let _ = tx.send(outcome);
+        for (i, (_, tx)) in followers.into_iter().enumerate() {
+            let late = !published && i >= self.read_by;
+            let told = match outcome {
+                FlightOutcome::Answered if late => FlightOutcome::Again,
+                other => other,
+            };
+            let _ = tx.send(told);
         }
         n
     }
@@ -166,7 +200,7 @@ mod tests {
     #[tokio::test]
     async fn followers_share_the_leaders_outcome() {
         let c = Coalescer::default();
-        let Role::Leader(leader) = c.join("k", "r1".into()) else {
+        let Role::Leader(mut leader) = c.join("k", "r1".into()) else {
             panic!()
         };
         let Role::Follower(f1) = c.join("k", "r2".into()) else {
@@ -175,10 +209,46 @@ mod tests {
         let Role::Follower(f2) = c.join("k", "r3".into()) else {
             panic!()
         };
+        leader.reading();
         assert_eq!(leader.finish(FlightOutcome::Answered), 2);
         assert_eq!(f1.await.unwrap(), FlightOutcome::Answered);
         assert_eq!(f2.await.unwrap(), FlightOutcome::Answered);
         assert!(c.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_follower_that_joined_after_the_last_read_handles_its_request_again() {
+        let c = Coalescer::default();
+        let Role::Leader(mut leader) = c.join("k", "r1".into()) else {
+            panic!()
+        };
+        let Role::Follower(before) = c.join("k", "r2".into()) else {
+            panic!()
+        };
+        leader.reading();
+        let Role::Follower(after) = c.join("k", "r3".into()) else {
+            panic!()
+        };
+        // Answered without an event (left to another run, or parked): the
+        // late follower may have been sent after that run answered.
+        leader.finish(FlightOutcome::Answered);
+        assert_eq!(before.await.unwrap(), FlightOutcome::Answered);
+        assert_eq!(after.await.unwrap(), FlightOutcome::Again);
+    }
+
+    #[tokio::test]
+    async fn a_published_answer_answers_every_follower_it_names() {
+        let c = Coalescer::default();
+        let Role::Leader(mut leader) = c.join("k", "r1".into()) else {
+            panic!()
+        };
+        leader.reading();
+        let Role::Follower(after) = c.join("k", "r2".into()) else {
+            panic!()
+        };
+        assert_eq!(leader.seal(), vec!["r2".to_string()]);
+        leader.finish(FlightOutcome::Answered);
+        assert_eq!(after.await.unwrap(), FlightOutcome::Answered);
     }
 
     #[tokio::test]

@@ -308,35 +308,40 @@ impl Worker {
         let Subject::Request { rid, .. } = &subject else {
             unreachable!("only requests are coalesced")
         };
-        match self
-            .flights
-            .join((key.clone(), set.to_owned()), rid.clone())
-        {
-            Role::Follower(outcome) => {
-                Metrics::inc(&self.metrics.coalesced, set);
-                debug!("coalesced with a request in flight for the same key and set");
-                match outcome.await {
-                    Ok(FlightOutcome::Answered) => Disposition::Delete,
-                    _ => Disposition::RetryAfter(error_backoff(msg.receive_count)),
+        let flight = (key.clone(), set.to_owned());
+        let mut counted = false;
+        let mut leader = loop {
+            match self.flights.join(flight.clone(), rid.clone()) {
+                Role::Leader(leader) => break leader,
+                Role::Follower(outcome) => {
+                    if !std::mem::replace(&mut counted, true) {
+                        Metrics::inc(&self.metrics.coalesced, set);
+                    }
+                    debug!("coalesced with a request in flight for the same key and set");
+                    match outcome.await {
+                        Ok(FlightOutcome::Answered) => return Disposition::Delete,
+                        // Joined after the leader's last read: decide on a
+                        // fresh one.
+                        Ok(FlightOutcome::Again) => continue,
+                        _ => return Disposition::RetryAfter(error_backoff(msg.receive_count)),
+                    }
                 }
             }
-            Role::Leader(mut leader) => {
-                let ex = Execution {
-                    key,
-                    set,
-                    leader: Some(&mut leader),
-                    beat,
-                };
-                match self.execute(self.handler(set, subject), ex).await {
-                    Ok(d) => {
-                        leader.finish(FlightOutcome::Answered);
-                        d
-                    }
-                    Err(e) => {
-                        leader.finish(FlightOutcome::Abandoned);
-                        self.after_error(&e, msg)
-                    }
-                }
+        };
+        let ex = Execution {
+            key,
+            set,
+            leader: Some(&mut leader),
+            beat,
+        };
+        match self.execute(self.handler(set, subject), ex).await {
+            Ok(d) => {
+                leader.finish(FlightOutcome::Answered);
+                d
+            }
+            Err(e) => {
+                leader.finish(FlightOutcome::Abandoned);
+                self.after_error(&e, msg)
             }
         }
     }

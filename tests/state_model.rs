@@ -63,6 +63,9 @@ struct Busy {
     /// Requests for the same (key, set) coalesced with this one in-process
     /// (message, request id); a request leads them, a trigger end never.
     followers: Vec<(usize, String)>,
+    /// How many followers had joined when the handler last read the item
+    /// (or wrote it, or started its run): its decisions hold for them.
+    read_by: usize,
     sealed: bool,
     /// The run this worker's processor is in (or whose outcome it is
     /// writing): request id and epoch.
@@ -285,6 +288,7 @@ impl World {
             handler,
             effect,
             followers: vec![],
+            read_by: 0,
             sealed: false,
             running: None,
         });
@@ -295,11 +299,9 @@ impl World {
     fn feed(&mut self, w: usize, input: Input) {
         let clock = self.clock();
         let busy = self.workers[w].as_mut().expect("busy");
-        // Coalesced followers share the leader's fate: what defers its
-        // answer defers theirs.
-        let msgs: Vec<usize> = std::iter::once(busy.msg)
-            .chain(busy.followers.iter().map(|(f, _)| *f))
-            .collect();
+        // Followers share what defers the leader's answer when it
+        // finishes (`finish`).
+        let msgs = [busy.msg];
         let step = busy.handler.next(input, &clock);
         for note in &step.notes {
             match note {
@@ -327,6 +329,8 @@ impl World {
         }
         if let Effect::Run { rid, epoch, .. } = &step.effect {
             self.run_started(w, rid.clone(), *epoch, &step.notes);
+            let busy = self.workers[w].as_mut().expect("busy");
+            busy.read_by = busy.followers.len();
         }
         self.workers[w].as_mut().expect("busy").effect = step.effect;
     }
@@ -384,8 +388,26 @@ impl World {
             MsgState::Pending
         };
         self.msgs[busy.msg].state = state.clone();
-        for (f, _) in busy.followers {
+        let leader = busy.msg;
+        for (i, (f, _)) in busy.followers.into_iter().enumerate() {
+            if done && !busy.sealed && i >= busy.read_by {
+                // Joined after the leader's last read, which its answer
+                // (left to another run, or parked) was decided on: it is
+                // handled again (coalesce.rs, FlightOutcome::Again).
+                self.msgs[f].state = MsgState::Pending;
+                continue;
+            }
             self.msgs[f].state = state.clone();
+            // A follower shares its leader's deferred answer.
+            if done && self.abandoned.contains(&leader) {
+                self.abandoned.insert(f);
+            }
+            if done && self.deferred.contains(&leader) {
+                self.deferred.insert(f);
+            }
+            if done && self.waiting_on_flow.contains(&leader) {
+                self.waiting_on_flow.insert(f);
+            }
         }
     }
 
@@ -394,6 +416,12 @@ impl World {
         let Some(busy) = self.workers[w].as_mut() else {
             return;
         };
+        if matches!(
+            busy.effect,
+            Effect::Read | Effect::Write(_) | Effect::Commit { .. }
+        ) {
+            busy.read_by = busy.followers.len();
+        }
         let input = match busy.effect.clone() {
             Effect::Run { .. } => return,
             Effect::Read => Input::Read(self.store.clone()),

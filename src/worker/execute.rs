@@ -42,6 +42,15 @@ impl Worker {
         let mut item = Item::default();
         let mut effect = handler.start();
         loop {
+            if matches!(
+                effect,
+                Effect::Read | Effect::Write(_) | Effect::Commit { .. } | Effect::Run { .. }
+            ) && let Some(leader) = ex.leader.as_mut()
+            {
+                // What the handler decides next holds for the requests
+                // that joined this flight so far (coalesce.rs).
+                leader.reading();
+            }
             let input = match effect {
                 Effect::Settle(disposition) => return Ok(disposition),
                 Effect::Read => {
