@@ -275,6 +275,21 @@ fn trigger_end_claims_for_a_parked_request_or_unblocks_or_is_ignored() {
             ..
         }
     ));
+    // A trigger resets the item before the redelivery (the run was retried
+    // later): the end carries the parked request and claims as it would.
+    assert!(s.apply(&state::trigger()));
+    assert!(matches!(
+        state::decide_trigger_end(&s, "f", "end", &clock(0)),
+        Decision::Process {
+            run: Run::Claim(ClaimReason::Stale),
+            ..
+        }
+    ));
+    // An end of another flow is still ignored.
+    assert_eq!(
+        state::decide_trigger_end(&s, "other", "end", &clock(0)),
+        Decision::Leave(LeaveReason::StaleTriggerEnd)
+    );
 }
 
 #[test]

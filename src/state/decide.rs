@@ -173,7 +173,8 @@ pub fn decide_request(rec: &Record, rid: &str, message_id: &str, clock: &Clock) 
 /// What a `trigger_end(trigger_id)` carried by message `rid` does (DESIGN
 /// §4, trigger_end). A matching end with a parked request claims the item
 /// for `rid` in the same write, so its redeliveries continue like a
-/// request's.
+/// request's; a redelivery after its run was reset by a trigger finds
+/// `endedTriggerId` and is decided as the request it carries.
 pub fn decide_trigger_end(rec: &Record, trigger_id: &str, rid: &str, clock: &Clock) -> Decision {
     let own = rec.request_id.as_deref() == Some(rid);
     match rec.status() {
@@ -184,6 +185,15 @@ pub fn decide_trigger_end(rec: &Record, trigger_id: &str, rid: &str, clock: &Clo
             return Decision::Republish(Outcome::Failed);
         }
         Status::Triggered if rec.trigger_id.as_deref() == Some(trigger_id) => {}
+        // This flow already ended: this is a redelivery of the end that
+        // ended it (its worker died or its run was retried later, and a
+        // trigger may have reset the item since). If it claimed, it carries
+        // the parked request, whose answer nothing else owes: handle it as
+        // that request. (If it only unblocked, this costs one run nobody
+        // waits for; a redelivery is rare.)
+        _ if rec.ended_trigger_id.as_deref() == Some(trigger_id) => {
+            return decide_request(rec, rid, rid, clock);
+        }
         _ => return Decision::Leave(LeaveReason::StaleTriggerEnd),
     }
     let ended = Op::Set(Field::EndedTriggerId, Val::Str(trigger_id.to_owned()));
