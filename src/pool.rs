@@ -25,6 +25,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::aws::error_message;
 use crate::aws::queue::Received;
 use crate::heartbeat::{Beats, Heartbeat};
 use crate::worker::{Disposition, Worker, error_backoff};
@@ -115,7 +116,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) -> any
             .map(|(_, e)| worker.queue.set_visibility(&e.receipt, Duration::ZERO));
         for r in futures::future::join_all(releases).await {
             if let Err(e) = r {
-                warn!(error = %e, "could not return a message to the queue; it comes back after its visibility timeout");
+                warn!(error = %error_message(&e), "could not return a message to the queue; it comes back after its visibility timeout");
             }
         }
     }
@@ -183,7 +184,7 @@ async fn poll(
                     })
                     .inc();
                 let delay = error_backoff(failures);
-                warn!(error = %e, retry_in = ?delay, "receive failed");
+                warn!(error = %error_message(&e), retry_in = ?delay, "receive failed");
                 drop(permits);
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => continue,
@@ -333,11 +334,13 @@ async fn settle(worker: &Worker, msg: &Received, disposition: Disposition) {
             Ok(()) => {
                 metrics.deleted.inc();
             }
-            Err(e) => warn!(error = %e, "delete failed; the message will be handled again"),
+            Err(e) => {
+                warn!(error = %error_message(&e), "delete failed; the message will be handled again")
+            }
         },
         Disposition::RetryAfter(delay) => {
             if let Err(e) = worker.queue.set_visibility(&msg.receipt, delay).await {
-                warn!(error = %e, "could not set the retry delay; the message comes back after its visibility timeout");
+                warn!(error = %error_message(&e), "could not set the retry delay; the message comes back after its visibility timeout");
             }
         }
         Disposition::DeadLetter { kind, reason } => {
@@ -353,7 +356,7 @@ async fn settle(worker: &Worker, msg: &Received, disposition: Disposition) {
                     warn!(kind, reason = %reason, "message dead-lettered");
                 }
                 Err(e) => {
-                    warn!(error = %e, "dead-lettering failed; the message stays on the queue");
+                    warn!(error = %error_message(&e), "dead-lettering failed; the message stays on the queue");
                     let _ = worker
                         .queue
                         .set_visibility(&msg.receipt, error_backoff(msg.receive_count))

@@ -61,7 +61,16 @@ async fn pings_of_missing_resources_fail_naming_the_call() {
         (e.op, e.queue.as_str()),
         ("GetQueueAttributes", queue_url.as_str())
     );
-    assert!(!e.message.is_empty());
+    assert!(
+        matches!(e.kind(), Some(aws_sdk_sqs::Error::QueueDoesNotExist(_))),
+        "{e:?}"
+    );
+    let message = error_message(&e);
+    assert!(
+        message.starts_with(&format!("SQS GetQueueAttributes on {queue_url} failed: ")),
+        "{message}"
+    );
+    assert!(message.contains("QueueDoesNotExist"), "{message}");
     let e = queue.dlq_depth().await.expect_err("no such DLQ");
     assert_eq!(e.op, "GetQueueAttributes");
 
@@ -93,6 +102,16 @@ async fn pings_of_missing_resources_fail_naming_the_call() {
         ("GetTopicAttributes", cfg.sns.topic_arn.as_str())
     );
     assert!(e.to_string().starts_with("SNS GetTopicAttributes"), "{e}");
+    assert!(
+        matches!(e.source, aws_sdk_sns::Error::NotFoundException(_)),
+        "{:?}",
+        e.source
+    );
+    assert!(
+        error_message(&e).contains("NotFound"),
+        "{}",
+        error_message(&e)
+    );
 }
 
 #[tokio::test]
@@ -120,6 +139,10 @@ async fn a_batch_send_reports_each_message() {
         .await
         .expect_err("no such queue");
     assert_eq!(e.op, "SendMessageBatch");
+    assert!(
+        matches!(e.kind(), Some(aws_sdk_sqs::Error::QueueDoesNotExist(_))),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
