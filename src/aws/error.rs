@@ -22,7 +22,24 @@ pub fn error_message<E: Error>(err: &E) -> String {
     DisplayErrorContext(err).to_string()
 }
 
-/// A DynamoDB call that failed (not a failed condition).
+/// The service whose call failed, for `aws_errors{service}`: an adapter's
+/// error anywhere in the chain, by type.
+pub fn failed_service(err: &anyhow::Error) -> Option<&'static str> {
+    err.chain().find_map(|e| {
+        if e.is::<TableError>() {
+            Some("dynamodb")
+        } else if e.is::<QueueError>() {
+            Some("sqs")
+        } else if e.is::<PublishError>() {
+            Some("sns")
+        } else {
+            None
+        }
+    })
+}
+
+/// A DynamoDB call that failed (not a failed condition): on the user's
+/// table or on the dependency table.
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     /// The item would exceed DynamoDB's 400 KB limit (see
@@ -38,6 +55,14 @@ pub enum TableError {
         table: String,
         #[source]
         source: aws_sdk_dynamodb::Error,
+    },
+    /// A batch call kept leaving items unprocessed (throttling) after its
+    /// retries.
+    #[error("DynamoDB {op} on table {table} left {left} item(s) unprocessed after retries")]
+    Unprocessed {
+        op: &'static str,
+        table: String,
+        left: usize,
     },
 }
 
@@ -149,6 +174,47 @@ mod tests {
                      failed to construct request: the queue url is missing";
         assert!(msg.starts_with(&format!("{chain} (")), "{msg}");
         assert_eq!(format!("{:#}", anyhow::Error::from(e)), chain);
+    }
+
+    fn table_error() -> TableError {
+        let err: SdkError<aws_sdk_dynamodb::operation::query::QueryError, ()> =
+            SdkError::construction_failure("no table");
+        TableError::Call {
+            op: "Query",
+            table: "edges".into(),
+            source: err.into(),
+        }
+    }
+
+    #[test]
+    fn the_failed_service_is_found_by_type_through_context() {
+        let e = anyhow::Error::from(table_error()).context("tracking dependencies");
+        assert_eq!(failed_service(&e), Some("dynamodb"));
+        let unprocessed = TableError::Unprocessed {
+            op: "BatchWriteItem",
+            table: "edges".into(),
+            left: 3,
+        };
+        assert_eq!(failed_service(&unprocessed.into()), Some("dynamodb"));
+        let queue = QueueError {
+            op: "DeleteMessageBatch",
+            queue: "q".into(),
+            source: Lost::Stopped.into(),
+        };
+        assert_eq!(failed_service(&queue.into()), Some("sqs"));
+        let err: SdkError<aws_sdk_sns::operation::publish::PublishError, ()> =
+            SdkError::construction_failure("no topic");
+        let publish = PublishError {
+            op: "Publish",
+            topic: "arn".into(),
+            source: err.into(),
+        };
+        assert_eq!(failed_service(&publish.into()), Some("sns"));
+        // Text that merely mentions a service is not a failed call.
+        assert_eq!(
+            failed_service(&anyhow::anyhow!("DynamoDB Query on table edges failed")),
+            None
+        );
     }
 
     #[test]

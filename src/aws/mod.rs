@@ -35,7 +35,7 @@ pub mod topic;
 
 use crate::item::Attrs;
 
-pub use error::error_message;
+pub use error::{error_message, failed_service};
 pub use iam::IAM_ACTIONS;
 
 /// The SDK clients of one AWS configuration. Callers outside `aws/` get
