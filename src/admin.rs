@@ -236,10 +236,7 @@ pub async fn send(
                 attributes: None,
             })
             .collect();
-        let sent = queue
-            .send_batch(msgs)
-            .await
-            .map_err(|e| anyhow::anyhow!("sending to {}: {}", queue.url(), e.message))?;
+        let sent = queue.send_batch(msgs).await?;
         let sent = sent
             .into_iter()
             .collect::<Result<Vec<_>, _>>()

@@ -14,23 +14,43 @@ use tokio::sync::{mpsc, oneshot};
 /// The SQS limit of entries per batch call.
 pub const MAX_BATCH: usize = 10;
 
-type Reply = oneshot::Sender<Result<(), String>>;
+type Reply<E> = oneshot::Sender<Result<(), E>>;
 
-/// A handle to a background task that batches entries of type `T`.
-#[derive(Clone, Debug)]
-pub struct Batcher<T> {
-    tx: mpsc::Sender<(T, Reply)>,
+/// Why an entry got no result of its own from the batch call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Lost {
+    #[error("the batcher has stopped")]
+    Stopped,
+    #[error("the batch call was dropped")]
+    Dropped,
+    #[error("no result for this batch entry")]
+    NoResult,
 }
 
-impl<T: Send + 'static> Batcher<T> {
+/// A handle to a background task that batches entries of type `T`; each
+/// entry's result is `Result<(), E>`.
+#[derive(Debug)]
+pub struct Batcher<T, E> {
+    tx: mpsc::Sender<(T, Reply<E>)>,
+}
+
+impl<T, E> Clone for Batcher<T, E> {
+    fn clone(&self) -> Self {
+        Batcher {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<T: Send + 'static, E: From<Lost> + Send + 'static> Batcher<T, E> {
     /// Starts the batching task. `flush` gets up to [`MAX_BATCH`] entries
     /// and returns one result per entry, in order.
     pub fn spawn<F, Fut>(linger: Duration, flush: F) -> Self
     where
         F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Vec<Result<(), String>>> + Send + 'static,
+        Fut: Future<Output = Vec<Result<(), E>>> + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::channel::<(T, Reply)>(1024);
+        let (tx, mut rx) = mpsc::channel::<(T, Reply<E>)>(1024);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -41,15 +61,13 @@ impl<T: Send + 'static> Batcher<T> {
                         Ok(None) | Err(_) => break,
                     }
                 }
-                let (entries, replies): (Vec<T>, Vec<Reply>) = batch.into_iter().unzip();
+                let (entries, replies): (Vec<T>, Vec<Reply<E>>) = batch.into_iter().unzip();
                 let fut = flush(entries);
                 tokio::spawn(async move {
                     let results = fut.await;
                     let mut results = results.into_iter();
                     for reply in replies {
-                        let r = results
-                            .next()
-                            .unwrap_or_else(|| Err("no result for this batch entry".into()));
+                        let r = results.next().unwrap_or_else(|| Err(Lost::NoResult.into()));
                         let _ = reply.send(r);
                     }
                 });
@@ -59,14 +77,13 @@ impl<T: Send + 'static> Batcher<T> {
     }
 
     /// Submits one entry and waits for its own result.
-    pub async fn submit(&self, entry: T) -> Result<(), String> {
+    pub async fn submit(&self, entry: T) -> Result<(), E> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send((entry, tx))
             .await
-            .map_err(|_| "the batcher has stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the batch call was dropped".to_string())?
+            .map_err(|_| E::from(Lost::Stopped))?;
+        rx.await.map_err(|_| E::from(Lost::Dropped))?
     }
 }
 
@@ -74,6 +91,18 @@ impl<T: Send + 'static> Batcher<T> {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    #[derive(Debug)]
+    enum TestError {
+        Odd(u32),
+        Lost(Lost),
+    }
+
+    impl From<Lost> for TestError {
+        fn from(l: Lost) -> Self {
+            TestError::Lost(l)
+        }
+    }
 
     #[tokio::test]
     async fn entries_are_batched_and_results_routed() {
@@ -88,7 +117,7 @@ mod tests {
                         if e % 2 == 0 {
                             Ok(())
                         } else {
-                            Err(format!("odd {e}"))
+                            Err(TestError::Odd(e))
                         }
                     })
                     .collect()
@@ -100,7 +129,11 @@ mod tests {
         }))
         .await;
         for (i, r) in results.iter().enumerate() {
-            assert_eq!(r.is_ok(), i % 2 == 0, "entry {i}: {r:?}");
+            match r {
+                Ok(()) => assert!(i % 2 == 0, "entry {i}"),
+                Err(TestError::Odd(e)) => assert_eq!(*e as usize, i),
+                Err(TestError::Lost(l)) => panic!("entry {i}: {l}"),
+            }
         }
         let sizes = sizes.lock().unwrap().clone();
         assert!(sizes.iter().all(|&n| n <= MAX_BATCH), "{sizes:?}");

@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 use tracing::{debug, warn};
 
+use crate::aws::error_message;
 use crate::aws::queue::Queue;
 use crate::aws::table::Table;
 use crate::clock::now_millis;
@@ -158,7 +159,7 @@ pub async fn check_redrive_policy(prober: Prober) {
     match prober.queue.redrive_policy().await {
         Ok(policy) => warn_about_redrive(&prober, policy.as_deref()),
         Err(e) => warn!(
-            error = %e,
+            error = %error_message(&e),
             "could not read the request queue's redrive policy"
         ),
     }
@@ -196,19 +197,15 @@ async fn probe_once(prober: &Prober, redrive_checked: &mut bool) {
             }
             set_depth("requests", status.depth);
         })
-        .map_err(|e| e.to_string());
+        .map_err(|e| error_message(&e));
     let dlq = prober
         .queue
         .dlq_depth()
         .await
         .map(|depth| set_depth("dlq", depth))
-        .map_err(|e| e.to_string());
-    let table = prober
-        .table
-        .ping()
-        .await
-        .map_err(|e| crate::aws::error_message(&e));
-    let topic = prober.topic.ping().await.map_err(|e| e.to_string());
+        .map_err(|e| error_message(&e));
+    let table = prober.table.ping().await.map_err(|e| error_message(&e));
+    let topic = prober.topic.ping().await.map_err(|e| error_message(&e));
     let status = |r: &Result<(), String>| match r {
         Ok(()) => "ok".to_owned(),
         Err(e) => e.clone(),

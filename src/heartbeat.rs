@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use crate::aws::error_message;
 use crate::aws::queue::Queue;
 use crate::aws::table::{Table, Updated};
 use crate::item::{Item, Key};
@@ -104,7 +105,7 @@ impl Heartbeat {
             let renew = self.renew(&beats);
             let (visible, ()) = tokio::join!(visible, renew);
             if let Err(e) = visible {
-                warn!(error = %e, "could not extend the message's visibility");
+                warn!(error = %error_message(&e), "could not extend the message's visibility");
             }
         }
     }
@@ -128,7 +129,7 @@ impl Heartbeat {
             Ok(Updated::Rejected(now)) => self.invalidate(&lease, now),
             Err(e) => {
                 beats.metrics.aws_error("dynamodb");
-                warn!(error = %e, "lease renewal failed; retrying on the next heartbeat");
+                warn!(error = %error_message(&e), "lease renewal failed; retrying on the next heartbeat");
             }
         }
     }
@@ -152,7 +153,7 @@ impl Heartbeat {
             Ok(Updated::Applied(_)) => info!(%key, set, request_id = rid, "lease released"),
             Ok(Updated::Rejected(_)) => {}
             Err(e) => {
-                warn!(%key, set, error = %e, "could not release a lease; it lapses by itself")
+                warn!(%key, set, error = %error_message(&e), "could not release a lease; it lapses by itself")
             }
         }
     }

@@ -25,6 +25,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::aws::error_message;
 use crate::aws::queue::Queue;
 use crate::aws::queue::Received;
 use crate::handler::{Disposition, error_backoff};
@@ -154,7 +155,7 @@ pub async fn serve<H: Handle>(
             .map(|(_, e)| pool.queue.set_visibility(&e.receipt, Duration::ZERO));
         for r in futures::future::join_all(releases).await {
             if let Err(e) = r {
-                warn!(error = %e, "could not return a message to the queue; it comes back after its visibility timeout");
+                warn!(error = %error_message(&e), "could not return a message to the queue; it comes back after its visibility timeout");
             }
         }
     }
@@ -222,7 +223,7 @@ async fn poll<H: Handle>(
                     })
                     .inc();
                 let delay = error_backoff(failures);
-                warn!(error = %e, retry_in = ?delay, "receive failed");
+                warn!(error = %error_message(&e), retry_in = ?delay, "receive failed");
                 drop(permits);
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => continue,
@@ -364,11 +365,13 @@ async fn settle<H: Handle>(pool: &Pool<H>, msg: &Received, disposition: Disposit
             Ok(()) => {
                 metrics.deleted.inc();
             }
-            Err(e) => warn!(error = %e, "delete failed; the message will be handled again"),
+            Err(e) => {
+                warn!(error = %error_message(&e), "delete failed; the message will be handled again")
+            }
         },
         Disposition::RetryAfter(delay) => {
             if let Err(e) = pool.queue.set_visibility(&msg.receipt, delay).await {
-                warn!(error = %e, "could not set the retry delay; the message comes back after its visibility timeout");
+                warn!(error = %error_message(&e), "could not set the retry delay; the message comes back after its visibility timeout");
             }
         }
         Disposition::DeadLetter { kind, reason } => {
@@ -384,7 +387,7 @@ async fn settle<H: Handle>(pool: &Pool<H>, msg: &Received, disposition: Disposit
                     warn!(kind, reason = %reason, "message dead-lettered");
                 }
                 Err(e) => {
-                    warn!(error = %e, "dead-lettering failed; the message stays on the queue");
+                    warn!(error = %error_message(&e), "dead-lettering failed; the message stays on the queue");
                     let _ = pool
                         .queue
                         .set_visibility(&msg.receipt, error_backoff(msg.receive_count))

@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use crate::aws::edges::Dependencies;
 use crate::aws::queue::{Queue, Received};
-use crate::aws::table::{Table, TableError};
+use crate::aws::table::Table;
 use crate::clock::now_millis;
 use crate::coalesce::{Coalescer, FlightOutcome, Role};
 use crate::config::{Config, SetConfig};
@@ -279,15 +279,8 @@ impl Worker {
     }
 
     fn after_error(&self, e: &anyhow::Error, msg: &Received) -> Disposition {
-        let service = if e.downcast_ref::<TableError>().is_some() {
-            Some("dynamodb")
-        } else if e.downcast_ref::<crate::aws::queue::QueueError>().is_some() {
-            Some("sqs")
-        } else {
-            // SNS failures are counted where they happen.
-            None
-        };
-        if let Some(service) = service {
+        // SNS failures are counted where they happen (`publish_event`).
+        if let Some(service) = crate::aws::failed_service(e).filter(|s| *s != "sns") {
             self.metrics.aws_error(service);
         }
         let delay = error_backoff(msg.receive_count);

@@ -1,14 +1,16 @@
 //! The AWS adapters' own calls on the emulator: the readiness pings and
-//! queue gauges health.rs reads through them, and the CLI's batch sends.
-//! Each failure names the call and the resource, typed, not as a string:
-//! the SDK's error kind as its source, an item over 400 KB as `TooLarge`.
+//! queue gauges health.rs reads through them, the CLI's batch sends and the
+//! dependency edges. Each failure names the call and the resource, typed,
+//! not as a string: the SDK's error kind as its source, an item over 400 KB
+//! as `TooLarge`; the worker counts it by its service.
 
 mod common;
 
 use aws_sdk_dynamodb::Error as DynamoDbError;
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::Env;
+use common::{Env, Recorder, Running, wait_until};
 use serde_json::json;
+use triggered_cache::aws::edges::Dependencies;
 use triggered_cache::aws::error_message;
 use triggered_cache::aws::queue::{Outgoing, Queue, Sender};
 use triggered_cache::aws::table::{Table, TableError, Updated};
@@ -61,7 +63,16 @@ async fn pings_of_missing_resources_fail_naming_the_call() {
         (e.op, e.queue.as_str()),
         ("GetQueueAttributes", queue_url.as_str())
     );
-    assert!(!e.message.is_empty());
+    assert!(
+        matches!(e.kind(), Some(aws_sdk_sqs::Error::QueueDoesNotExist(_))),
+        "{e:?}"
+    );
+    let message = error_message(&e);
+    assert!(
+        message.starts_with(&format!("SQS GetQueueAttributes on {queue_url} failed: ")),
+        "{message}"
+    );
+    assert!(message.contains("QueueDoesNotExist"), "{message}");
     let e = queue.dlq_depth().await.expect_err("no such DLQ");
     assert_eq!(e.op, "GetQueueAttributes");
 
@@ -93,6 +104,16 @@ async fn pings_of_missing_resources_fail_naming_the_call() {
         ("GetTopicAttributes", cfg.sns.topic_arn.as_str())
     );
     assert!(e.to_string().starts_with("SNS GetTopicAttributes"), "{e}");
+    assert!(
+        matches!(e.source, aws_sdk_sns::Error::NotFoundException(_)),
+        "{:?}",
+        e.source
+    );
+    assert!(
+        error_message(&e).contains("NotFound"),
+        "{}",
+        error_message(&e)
+    );
 }
 
 #[tokio::test]
@@ -120,6 +141,69 @@ async fn a_batch_send_reports_each_message() {
         .await
         .expect_err("no such queue");
     assert_eq!(e.op, "SendMessageBatch");
+    assert!(
+        matches!(e.kind(), Some(aws_sdk_sqs::Error::QueueDoesNotExist(_))),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_dependency_table_fails_as_a_dynamodb_call() {
+    let env = Env::new("adapters-edges").await;
+    let missing = common::unique("missing-deps");
+    let deps = Dependencies::new(env.ddb.clone(), missing.clone());
+    let not_found = |e: &TableError, call: &str| match e {
+        TableError::Call { op, table, source } => {
+            assert_eq!((*op, table.as_str()), (call, missing.as_str()));
+            assert!(
+                matches!(source, DynamoDbError::ResourceNotFoundException(_)),
+                "{source:?}"
+            );
+        }
+        other => panic!("expected a failed {call}, got {other:?}"),
+    };
+    let e = deps.dependents("product#A").await.expect_err("no table");
+    not_found(&e, "Query");
+    let key = Key(vec![("pk".into(), KeyValue::S("item#1".into()))]);
+    let entities = ["product#A".to_string()].into();
+    let e = deps
+        .add(&key, "summary", &entities)
+        .await
+        .expect_err("no table");
+    not_found(&e, "BatchWriteItem");
+}
+
+/// An edge-table failure in the worker is a failed DynamoDB call: counted in
+/// `aws_errors{service="dynamodb"}`, and the message comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_counts_a_failed_edge_query_as_a_dynamodb_error() {
+    let env = Env::new("adapters-edges-count").await;
+    let mut cfg = env.config(&["summary"]);
+    cfg.dependencies.table = Some(common::unique("missing-deps"));
+    let rec = Recorder::ok_after(std::time::Duration::ZERO);
+    let w = Running::start(cfg, vec![("summary", std::sync::Arc::new(rec.clone()))]);
+    let errors = |service: &str| {
+        w.worker
+            .metrics
+            .aws_errors
+            .get_or_create(&triggered_cache::metrics::ServiceLabel {
+                service: service.into(),
+            })
+            .get()
+    };
+    env.send(&json!({"v": 1, "type": "trigger", "dependency": "product#A"}))
+        .await;
+    wait_until(
+        "the failed edge query to be counted",
+        std::time::Duration::from_secs(60),
+        || async { errors("dynamodb") >= 1 },
+    )
+    .await;
+    assert_eq!(errors("sqs"), 0);
+    assert_eq!(rec.count(), 0, "nothing was run");
+    let (visible, in_flight) = env.queue_depth().await;
+    assert_eq!(visible + in_flight, 1, "the trigger stays, to come back");
+    w.stop();
 }
 
 #[tokio::test]

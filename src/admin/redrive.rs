@@ -259,7 +259,7 @@ impl Run {
                 Ok(results) => results,
                 Err(e) => {
                     self.hold(&chunk);
-                    anyhow::bail!("sending to {}: {}", self.queue_url, e.message);
+                    return Err(e.into());
                 }
             };
             let mut receipts = Vec::new();

@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 
-use super::error_message;
-use super::queue::{ATTR_ERROR_KIND, QueueError, delete_entries, visibility_entries};
+use super::queue::{ATTR_ERROR_KIND, QueueError, QueueFailure, delete_entries, visibility_entries};
 
 /// One dead-lettered message.
 #[derive(Clone, Debug)]
@@ -63,7 +62,7 @@ impl Dlq {
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .send()
             .await
-            .map_err(|e| self.error("GetQueueAttributes", error_message(&e)))?;
+            .map_err(|e| self.error("GetQueueAttributes", QueueFailure::call(e)))?;
         Ok(out
             .attributes
             .unwrap_or_default()
@@ -85,7 +84,7 @@ impl Dlq {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| self.error("ReceiveMessage", error_message(&e)))?;
+            .map_err(|e| self.error("ReceiveMessage", QueueFailure::call(e)))?;
         Ok(resp
             .messages
             .unwrap_or_default()
@@ -133,27 +132,26 @@ impl Dlq {
                 .set_entries(Some(delete_entries(chunk)))
                 .send()
                 .await
-                .map_err(|e| self.error("DeleteMessageBatch", error_message(&e)))?;
+                .map_err(|e| self.error("DeleteMessageBatch", QueueFailure::call(e)))?;
             if let Some(f) = out.failed.first() {
                 return Err(self.error(
                     "DeleteMessageBatch",
-                    format!(
-                        "{} message(s) not deleted: {}: {}",
-                        out.failed.len(),
-                        f.code,
-                        f.message.clone().unwrap_or_default()
-                    ),
+                    QueueFailure::Entries {
+                        refused: out.failed.len(),
+                        code: f.code.clone(),
+                        message: f.message.clone().unwrap_or_default(),
+                    },
                 ));
             }
         }
         Ok(())
     }
 
-    fn error(&self, op: &'static str, message: String) -> QueueError {
+    fn error(&self, op: &'static str, source: QueueFailure) -> QueueError {
         QueueError {
             op,
             queue: self.url.clone(),
-            message,
+            source,
         }
     }
 }

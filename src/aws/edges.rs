@@ -27,7 +27,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use serde_json::Value as Json;
 
-use crate::aws::error_message;
+use super::error::TableError;
 use crate::item::{Item, Key, KeyValue, to_av, to_json};
 
 /// The dependency table.
@@ -75,7 +75,7 @@ impl Dependencies {
         key: &Key,
         set: &str,
         entities: &BTreeSet<String>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), TableError> {
         let requests: Vec<WriteRequest> = entities
             .iter()
             .map(|entity| {
@@ -109,7 +109,7 @@ impl Dependencies {
         key: &Key,
         set: &str,
         entities: &BTreeSet<String>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), TableError> {
         let requests: Vec<WriteRequest> = entities
             .iter()
             .map(|entity| {
@@ -136,7 +136,7 @@ impl Dependencies {
     }
 
     /// `BatchWriteItem` in chunks of 25, retrying unprocessed items.
-    async fn write(&self, requests: Vec<WriteRequest>) -> anyhow::Result<()> {
+    async fn write(&self, requests: Vec<WriteRequest>) -> Result<(), TableError> {
         for chunk in requests.chunks(25) {
             let mut pending = chunk.to_vec();
             for attempt in 0..8 {
@@ -149,9 +149,7 @@ impl Dependencies {
                     .request_items(&self.table, pending.clone())
                     .send()
                     .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("BatchWriteItem on {}: {}", self.table, error_message(&e))
-                    })?;
+                    .map_err(|e| self.call_error("BatchWriteItem", e))?;
                 pending = out
                     .unprocessed_items
                     .and_then(|mut m| m.remove(&self.table))
@@ -161,11 +159,11 @@ impl Dependencies {
                 }
             }
             if !pending.is_empty() {
-                anyhow::bail!(
-                    "BatchWriteItem on {} left {} edges unprocessed",
-                    self.table,
-                    pending.len()
-                );
+                return Err(TableError::Unprocessed {
+                    op: "BatchWriteItem",
+                    table: self.table.clone(),
+                    left: pending.len(),
+                });
             }
         }
         Ok(())
@@ -173,7 +171,7 @@ impl Dependencies {
 
     /// Every cache that depends on `entity` (a paginated, strongly
     /// consistent `Query`).
-    pub async fn dependents(&self, entity: &str) -> anyhow::Result<Vec<Dependent>> {
+    pub async fn dependents(&self, entity: &str) -> Result<Vec<Dependent>, TableError> {
         let items: Vec<Item> = self
             .client
             .query()
@@ -186,8 +184,19 @@ impl Dependencies {
             .send()
             .try_collect()
             .await
-            .map_err(|e| anyhow::anyhow!("Query on {}: {}", self.table, error_message(&e)))?;
+            .map_err(|e| self.call_error("Query", e))?;
         Ok(items.iter().filter_map(parse_dependent).collect())
+    }
+
+    fn call_error<E>(&self, op: &'static str, err: E) -> TableError
+    where
+        aws_sdk_dynamodb::Error: From<E>,
+    {
+        TableError::Call {
+            op,
+            table: self.table.clone(),
+            source: err.into(),
+        }
     }
 }
 

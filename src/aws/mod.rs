@@ -18,23 +18,24 @@
 //! - [`Clients`]: the SDK clients, built once from the AWS configuration,
 //!   handed out only inside adapters.
 //!
+//! - [`error`]: the adapters' errors, which name the call and the resource
+//!   and keep the SDK's error by kind as their source.
+//!
 //! SDK errors are rendered once, by [`error_message`], so that a failed
 //! call reads the same in logs, `/readyz`, dead-letter reasons and CLI
 //! errors, whichever service it was.
 
 pub mod dlq;
 pub mod edges;
+pub mod error;
 pub mod iam;
 pub mod queue;
 pub mod table;
 pub mod topic;
 
-use std::error::Error;
-
-use aws_sdk_sqs::error::DisplayErrorContext;
-
 use crate::item::Attrs;
 
+pub use error::{error_message, failed_service};
 pub use iam::IAM_ACTIONS;
 
 /// The SDK clients of one AWS configuration. Callers outside `aws/` get
@@ -85,27 +86,5 @@ impl Clients {
     /// it in a [`topic::Topic`]).
     pub fn sns(&self) -> aws_sdk_sns::Client {
         self.sns.clone()
-    }
-}
-
-/// A readable message for an SDK error: the error and each of its causes
-/// (the service's code and message, or the transport failure), as the
-/// SDK's [`DisplayErrorContext`] renders them.
-pub fn error_message<E: Error>(err: &E) -> String {
-    DisplayErrorContext(err).to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use aws_sdk_sqs::error::SdkError;
-    use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
-
-    #[test]
-    fn the_message_carries_the_cause() {
-        let err: SdkError<GetQueueAttributesError, ()> =
-            SdkError::construction_failure("the queue url is missing");
-        let msg = super::error_message(&err);
-        assert!(msg.starts_with("failed to construct request"), "{msg}");
-        assert!(msg.contains(": the queue url is missing"), "{msg}");
     }
 }

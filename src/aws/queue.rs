@@ -11,13 +11,13 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName,
 };
 
-use crate::aws::error_message;
 use crate::batch::Batcher;
 
 mod dead_letter;
 mod probe;
 mod send;
 
+pub use super::error::{QueueError, QueueFailure};
 pub use dead_letter::{MAX_MESSAGE_BYTES, attr_size, dlq_attributes};
 pub use probe::QueueStatus;
 pub use send::{MAX_BATCH, Outgoing, Sender};
@@ -48,22 +48,14 @@ pub struct Received {
     pub attributes: HashMap<String, MessageAttributeValue>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("SQS {op} on {queue} failed: {message}")]
-pub struct QueueError {
-    pub op: &'static str,
-    pub queue: String,
-    pub message: String,
-}
-
 /// The request queue and its dead-letter queue.
 #[derive(Clone, Debug)]
 pub struct Queue {
     client: Client,
     url: String,
     dlq_url: String,
-    deletes: Batcher<String>,
-    visibility: Batcher<(String, i32)>,
+    deletes: Batcher<String, QueueFailure>,
+    visibility: Batcher<(String, i32), QueueFailure>,
 }
 
 /// The entries of one `DeleteMessageBatch` (at most 10 receipts), with
@@ -120,7 +112,7 @@ impl Queue {
                         .set_entries(Some(entries))
                         .send()
                         .await;
-                    per_entry(n, res.map(|o| o.failed).map_err(|e| error_message(&e)))
+                    per_entry(n, res.map(|o| o.failed).map_err(QueueFailure::call))
                 }
             })
         };
@@ -139,7 +131,7 @@ impl Queue {
                         .set_entries(Some(entries))
                         .send()
                         .await;
-                    per_entry(n, res.map(|o| o.failed).map_err(|e| error_message(&e)))
+                    per_entry(n, res.map(|o| o.failed).map_err(QueueFailure::call))
                 }
             })
         };
@@ -179,7 +171,7 @@ impl Queue {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| self.error("ReceiveMessage", &self.url, error_message(&e)))?;
+            .map_err(|e| self.error("ReceiveMessage", &self.url, QueueFailure::call(e)))?;
         Ok(out
             .messages
             .unwrap_or_default()
@@ -265,15 +257,15 @@ impl Queue {
             .set_message_attributes((!attributes.is_empty()).then_some(attributes))
             .send()
             .await
-            .map_err(|e| self.error("SendMessage", &self.dlq_url, error_message(&e)))?;
+            .map_err(|e| self.error("SendMessage", &self.dlq_url, QueueFailure::call(e)))?;
         self.delete(&msg.receipt).await
     }
 
-    fn error(&self, op: &'static str, queue: &str, message: String) -> QueueError {
+    fn error(&self, op: &'static str, queue: &str, source: QueueFailure) -> QueueError {
         QueueError {
             op,
             queue: queue.to_owned(),
-            message,
+            source,
         }
     }
 }
@@ -287,8 +279,8 @@ pub fn visibility_secs(d: Duration) -> i32 {
 /// Spreads a batch call's outcome over its entries.
 fn per_entry(
     n: usize,
-    res: Result<Vec<aws_sdk_sqs::types::BatchResultErrorEntry>, String>,
-) -> Vec<Result<(), String>> {
+    res: Result<Vec<aws_sdk_sqs::types::BatchResultErrorEntry>, QueueFailure>,
+) -> Vec<Result<(), QueueFailure>> {
     match res {
         Err(e) => vec![Err(e); n],
         Ok(failed) => {
@@ -297,7 +289,10 @@ fn per_entry(
                 if let Ok(i) = f.id.parse::<usize>()
                     && i < n
                 {
-                    out[i] = Err(format!("{}: {}", f.code, f.message.unwrap_or_default()));
+                    out[i] = Err(QueueFailure::Entry {
+                        code: f.code,
+                        message: f.message.unwrap_or_default(),
+                    });
                 }
             }
             out

@@ -16,6 +16,8 @@ use tracing::Instrument;
 use crate::item::{Attrs, Item, Key, val_to_av};
 use crate::state::{Cond, Op, Write};
 
+pub use super::error::{TableError, is_item_too_large};
+
 /// The user's table, seen through the cache attributes of its items.
 #[derive(Clone, Debug)]
 pub struct Table {
@@ -32,43 +34,6 @@ pub enum Updated {
     /// The condition failed; the item as it is now (empty if it does not
     /// exist).
     Rejected(Item),
-}
-
-/// A DynamoDB call that failed (not a failed condition).
-#[derive(Debug, thiserror::Error)]
-pub enum TableError {
-    /// The item would exceed DynamoDB's 400 KB limit (see
-    /// [`is_item_too_large`]); DynamoDB's message.
-    #[error("the item would exceed DynamoDB's 400 KB item size limit: {0}")]
-    TooLarge(String),
-    /// Any other failure. `source` is the SDK's error by kind, so that a
-    /// caller matches e.g. `aws_sdk_dynamodb::Error::ResourceNotFoundException`
-    /// rather than a message; the service's code and message, or the
-    /// transport failure, are in its chain (render it with `{:#}` or
-    /// [`crate::aws::error_message`]).
-    #[error("DynamoDB {op} on table {table} failed")]
-    Call {
-        op: &'static str,
-        table: String,
-        #[source]
-        source: aws_sdk_dynamodb::Error,
-    },
-}
-
-/// Whether a failed write was refused because the item would exceed 400 KB.
-///
-/// DynamoDB says so only as a `ValidationException` (the code it uses for
-/// every malformed request) whose message reads "Item size has exceeded the
-/// maximum allowed size" ("Item size to update has exceeded ..." for
-/// `UpdateItem`); the SDK models no error kind for it. So the code is
-/// checked first, and the message's wording only within it: this is the
-/// one place that reads a message.
-pub fn is_item_too_large(code: Option<&str>, message: Option<&str>) -> bool {
-    code == Some("ValidationException")
-        && message.is_some_and(|m| {
-            let m = m.to_ascii_lowercase();
-            m.contains("item size") && m.contains("exceeded")
-        })
 }
 
 impl Table {
@@ -361,20 +326,6 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), e.names.len());
         let _ = (Field::Status, Val::Num(0));
-    }
-
-    #[test]
-    fn too_large_is_a_validation_exception_about_the_item_size() {
-        let put = "Item size has exceeded the maximum allowed size";
-        let update = "Item size to update has exceeded the maximum allowed size";
-        assert!(is_item_too_large(Some("ValidationException"), Some(put)));
-        assert!(is_item_too_large(Some("ValidationException"), Some(update)));
-        // Other validation errors, and the words under another code, are not.
-        let other = "One or more parameter values were invalid: Missing the key pk";
-        assert!(!is_item_too_large(Some("ValidationException"), Some(other)));
-        assert!(!is_item_too_large(Some("InternalServerError"), Some(put)));
-        assert!(!is_item_too_large(None, Some(put)));
-        assert!(!is_item_too_large(Some("ValidationException"), None));
     }
 
     #[test]

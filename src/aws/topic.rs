@@ -6,7 +6,7 @@ use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 use tracing::Instrument;
 
-use super::error_message;
+pub use super::error::PublishError;
 
 /// The completion-event topic.
 #[derive(Clone, Debug)]
@@ -14,14 +14,6 @@ pub struct Topic {
     client: Client,
     arn: String,
     fifo: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("SNS {op} to {topic} failed: {message}")]
-pub struct PublishError {
-    pub op: &'static str,
-    pub topic: String,
-    pub message: String,
 }
 
 /// One message for the topic.
@@ -58,7 +50,7 @@ impl Topic {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| self.error("GetTopicAttributes", error_message(&e)))
+            .map_err(|e| self.error("GetTopicAttributes", e.into()))
     }
 
     /// Publishes one message, with the trace context as attributes.
@@ -86,15 +78,15 @@ impl Topic {
         req.send()
             .instrument(span)
             .await
-            .map_err(|e| self.error("Publish", error_message(&e)))?;
+            .map_err(|e| self.error("Publish", e.into()))?;
         Ok(())
     }
 
-    fn error(&self, op: &'static str, message: String) -> PublishError {
+    fn error(&self, op: &'static str, source: aws_sdk_sns::Error) -> PublishError {
         PublishError {
             op,
             topic: self.arn.clone(),
-            message,
+            source,
         }
     }
 }

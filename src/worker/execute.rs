@@ -201,7 +201,7 @@ impl Worker {
                 if let (Some(deps), false) = (&self.dependencies, stale_edges.is_empty())
                     && let Err(e) = deps.remove(key, set, &stale_edges).await
                 {
-                    warn!(error = %format!("{e:#}"), "could not remove dependency edges no longer reported; they cost extra resets only");
+                    warn!(error = %crate::aws::error_message(&e), "could not remove dependency edges no longer reported; they cost extra resets only");
                 }
                 *item = new;
                 Ok(Input::Applied(self.record(item, set)))

@@ -4,8 +4,7 @@
 use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use super::{Queue, QueueError};
-use crate::aws::error_message;
+use super::{Queue, QueueError, QueueFailure};
 
 /// What a ping of the request queue found.
 #[derive(Clone, Debug, Default)]
@@ -61,7 +60,7 @@ impl Queue {
             .set_attribute_names(Some(names))
             .send()
             .await
-            .map_err(|e| self.error("GetQueueAttributes", url, error_message(&e)))
+            .map_err(|e| self.error("GetQueueAttributes", url, QueueFailure::call(e)))
     }
 }
 

@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
-use super::QueueError;
-use crate::aws::error_message;
+use super::{QueueError, QueueFailure};
 
 /// SQS's most messages in one `SendMessageBatch`.
 pub const MAX_BATCH: usize = 10;
@@ -67,7 +66,7 @@ impl Sender {
             .map_err(|e| QueueError {
                 op: "SendMessageBatch",
                 queue: self.url.clone(),
-                message: error_message(&e),
+                source: QueueFailure::call(e),
             })?;
         let mut res: Vec<Result<String, String>> =
             vec![Err("SQS did not report this message".to_owned()); n];
