@@ -184,7 +184,7 @@ async fn the_worker_counts_a_failed_edge_query_as_a_dynamodb_error() {
     let w = Running::start(cfg, vec![("summary", std::sync::Arc::new(rec.clone()))]);
     let errors = |service: &str| {
         w.worker
-            .metrics
+            .metrics()
             .aws_errors
             .get_or_create(&triggered_cache::metrics::ServiceLabel {
                 service: service.into(),
