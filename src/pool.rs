@@ -211,7 +211,7 @@ async fn poll<H: Handle>(
         let messages = match received {
             Ok(m) => {
                 failures = 0;
-                pool.health.answered(crate::health::Dependency::Queue);
+                pool.health.answered(crate::health::Resource::Queue);
                 m
             }
             Err(e) => {
@@ -379,9 +379,7 @@ async fn settle<H: Handle>(pool: &Pool<H>, msg: &Received, disposition: Disposit
                 Ok(()) => {
                     metrics
                         .dead_lettered
-                        .get_or_create(&crate::metrics::ReasonLabel {
-                            reason: kind.into(),
-                        })
+                        .get_or_create(&crate::metrics::KindLabel { kind: kind.into() })
                         .inc();
                     metrics.deleted.inc();
                     warn!(kind, reason = %reason, "message dead-lettered");

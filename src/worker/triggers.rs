@@ -153,10 +153,7 @@ impl Worker {
                 Updated::Applied(new) => {
                     for set in &names {
                         let rec = self.table.attrs.record(&new, set);
-                        self.metrics
-                            .invalidations
-                            .get_or_create(&Metrics::set(set))
-                            .inc();
+                        self.metrics.resets.get_or_create(&Metrics::set(set)).inc();
                         info!(
                             set,
                             epoch = rec.epoch(),
@@ -198,10 +195,7 @@ impl Worker {
         match self.table.update(key, &[(set, &write)]).await? {
             Updated::Applied(new) => {
                 let rec = self.table.attrs.record(&new, set);
-                self.metrics
-                    .invalidations
-                    .get_or_create(&Metrics::set(set))
-                    .inc();
+                self.metrics.resets.get_or_create(&Metrics::set(set)).inc();
                 info!(
                     trigger_id,
                     epoch = rec.epoch(),
