@@ -118,13 +118,13 @@ pub enum DlqCmd {
     },
     /// Move the messages that are in the dead-letter queue now back to the
     /// request queue (after fixing what made them fail), then stop and
-    /// print how many moved, by errorKind. Messages dead-lettered again
+    /// print how many moved, by deadLetterKind. Messages dead-lettered again
     /// while it runs are left in the DLQ.
     Redrive {
         /// At most this many (default: all that were there at the start).
         #[arg(long)]
         limit: Option<usize>,
-        /// Leave messages whose errorKind is `malformed` in the DLQ: sent
+        /// Leave messages whose deadLetterKind is `malformed` in the DLQ: sent
         /// back, they would only be dead-lettered again.
         #[arg(long)]
         skip_malformed: bool,

@@ -25,22 +25,23 @@ use crate::events::Publisher;
 use crate::metrics::Metrics;
 use crate::metrics::QueueLabel;
 
-/// The AWS dependencies readiness checks.
+/// The AWS resources readiness checks (not to be confused with the
+/// entities a cache depends on, [`crate::aws::edges`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dependency {
+pub enum Resource {
     Queue,
     Table,
     Topic,
 }
 
-impl Dependency {
-    const ALL: [Dependency; 3] = [Dependency::Queue, Dependency::Table, Dependency::Topic];
+impl Resource {
+    const ALL: [Resource; 3] = [Resource::Queue, Resource::Table, Resource::Topic];
 
     fn name(self) -> &'static str {
         match self {
-            Dependency::Queue => "queue",
-            Dependency::Table => "table",
-            Dependency::Topic => "topic",
+            Resource::Queue => "queue",
+            Resource::Table => "table",
+            Resource::Topic => "topic",
         }
     }
 }
@@ -55,7 +56,7 @@ pub struct Health {
 }
 
 impl Health {
-    /// How recently a dependency must have answered.
+    /// How recently a resource must have answered.
     pub const FRESH_MS: i64 = 60_000;
     /// How often the prober asks.
     pub const PROBE_EVERY: Duration = Duration::from_secs(10);
@@ -88,14 +89,14 @@ impl Health {
         self.pollers_alive.load(Ordering::SeqCst)
     }
 
-    /// Records that `dep` answered (any successful call counts).
-    pub fn answered(&self, dep: Dependency) {
-        self.last_ok[dep as usize].store(now_millis(), Ordering::SeqCst);
-        self.last_error.lock().expect("health lock")[dep as usize] = None;
+    /// Records that `resource` answered (any successful call counts).
+    pub fn answered(&self, resource: Resource) {
+        self.last_ok[resource as usize].store(now_millis(), Ordering::SeqCst);
+        self.last_error.lock().expect("health lock")[resource as usize] = None;
     }
 
-    pub fn failed(&self, dep: Dependency, error: String) {
-        self.last_error.lock().expect("health lock")[dep as usize] = Some(error);
+    pub fn failed(&self, resource: Resource, error: String) {
+        self.last_error.lock().expect("health lock")[resource as usize] = Some(error);
     }
 
     /// Readiness and why, as JSON for `/readyz`.
@@ -106,23 +107,23 @@ impl Health {
         let now = now_millis();
         let errors = self.last_error.lock().expect("health lock").clone();
         let mut ready = true;
-        let mut deps = serde_json::Map::new();
-        for dep in Dependency::ALL {
-            let last = self.last_ok[dep as usize].load(Ordering::SeqCst);
+        let mut resources = serde_json::Map::new();
+        for resource in Resource::ALL {
+            let last = self.last_ok[resource as usize].load(Ordering::SeqCst);
             let fresh = last > 0 && now - last <= Self::FRESH_MS;
             ready &= fresh;
             let status = if fresh {
                 json!("ok")
             } else {
                 json!(
-                    errors[dep as usize]
+                    errors[resource as usize]
                         .clone()
                         .unwrap_or_else(|| "no answer yet".into())
                 )
             };
-            deps.insert(dep.name().into(), status);
+            resources.insert(resource.name().into(), status);
         }
-        (ready, json!({"ready": ready, "dependencies": deps}))
+        (ready, json!({"ready": ready, "resources": resources}))
     }
 }
 
@@ -220,16 +221,16 @@ async fn probe_once(prober: &Prober, redrive_checked: &mut bool) {
     if let Err(e) = dlq {
         warn!(error = %e, "the DLQ's depth could not be read");
     }
-    for (dep, r) in [
-        (Dependency::Queue, queue),
-        (Dependency::Table, table),
-        (Dependency::Topic, topic),
+    for (resource, r) in [
+        (Resource::Queue, queue),
+        (Resource::Table, table),
+        (Resource::Topic, topic),
     ] {
         match r {
-            Ok(()) => health.answered(dep),
+            Ok(()) => health.answered(resource),
             Err(e) => {
-                warn!(dependency = dep.name(), error = %e, "readiness probe failed");
-                health.failed(dep, e);
+                warn!(resource = resource.name(), error = %e, "readiness probe failed");
+                health.failed(resource, e);
             }
         }
     }
@@ -237,7 +238,7 @@ async fn probe_once(prober: &Prober, redrive_checked: &mut bool) {
 
 /// A warning when the request queue's redrive policy would let SQS move a
 /// failing request to the DLQ before the daemon fails it: SQS moves it
-/// without the `error`/`errorKind` reason, and the cache stays
+/// without the `error`/`deadLetterKind` reason, and the cache stays
 /// `PROCESSING` until its lease lapses.
 pub fn redrive_warning(policy: Option<&str>, max_attempts: u32, set: &str) -> Option<String> {
     let count = policy

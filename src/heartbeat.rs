@@ -125,7 +125,7 @@ impl Heartbeat {
             .await
         {
             Ok(Updated::Applied(_)) => {}
-            // The run logs it (worker/observe.rs).
+            // The run logs it (observe/notes.rs).
             Ok(Updated::Rejected(now)) => self.invalidate(&lease, now),
             Err(e) => {
                 beats.metrics.aws_error("dynamodb");

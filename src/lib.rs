@@ -16,7 +16,8 @@
 //! - [`processor`]: what computes a value (`command`, `http`, or your own
 //!   [`processor::Processor`]).
 //! - [`worker`]: one message end to end; [`pool`]: pollers, heartbeats and
-//!   shutdown; [`daemon`]: wiring.
+//!   shutdown; [`daemon`]: wiring; [`observe`]: each observable event's log
+//!   line and metric, written together.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -36,6 +37,7 @@ pub mod heartbeat;
 pub mod item;
 pub mod message;
 pub mod metrics;
+pub mod observe;
 pub mod ops;
 pub mod pool;
 pub mod processor;

@@ -24,7 +24,7 @@ use prometheus_client::registry::Registry;
 mod known;
 mod runs;
 
-pub use known::{AWS_SERVICES, DEAD_LETTER_REASONS, QUEUES};
+pub use known::{AWS_SERVICES, DEAD_LETTER_KINDS, QUEUES};
 pub use runs::RunInProgress;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,8 +39,8 @@ pub struct SetKindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
-    pub reason: String,
+pub struct KindLabel {
+    pub kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,13 +74,13 @@ pub struct Metrics {
     pub coalesced: BySet,
     pub lease_takeovers: BySet,
     pub trigger_deadline_expiries: BySet,
-    pub invalidations: BySet,
+    pub resets: BySet,
     pub parked: BySet,
     pub processing_runs: BySet,
     pub stale_results: BySet,
     pub processing_seconds: Family<SetLabel, Histogram>,
     pub processing_failures: Family<SetKindLabel, Counter>,
-    pub dead_lettered: Family<ReasonLabel, Counter>,
+    pub dead_lettered: Family<KindLabel, Counter>,
     pub events_published: Family<EventLabel, Counter>,
     pub in_flight: Gauge,
     pub receive_batch_size: Histogram,
@@ -126,7 +126,7 @@ impl Default for Metrics {
             coalesced: BySet::default(),
             lease_takeovers: BySet::default(),
             trigger_deadline_expiries: BySet::default(),
-            invalidations: BySet::default(),
+            resets: BySet::default(),
             parked: BySet::default(),
             processing_runs: BySet::default(),
             stale_results: BySet::default(),
@@ -193,9 +193,9 @@ impl Default for Metrics {
             m.trigger_deadline_expiries.clone(),
         );
         registry.register(
-            "invalidations",
-            "Caches reset by triggers and trigger flows",
-            m.invalidations.clone(),
+            "resets",
+            "Caches reset by triggers and trigger flows (the reset event)",
+            m.resets.clone(),
         );
         registry.register(
             "parked",
@@ -224,7 +224,7 @@ impl Default for Metrics {
         );
         registry.register(
             "dead_lettered",
-            "Messages sent to the dead-letter queue, by reason",
+            "Messages sent to the dead-letter queue, by kind",
             m.dead_lettered.clone(),
         );
         registry.register(

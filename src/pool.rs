@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{AbortHandle, JoinSet};
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::aws::error_message;
 use crate::aws::queue::Queue;
@@ -32,6 +32,7 @@ use crate::handler::{Disposition, error_backoff};
 use crate::health::Health;
 use crate::heartbeat::{Beats, Heartbeat};
 use crate::metrics::Metrics;
+use crate::observe::PoolEvent;
 use crate::worker::Worker;
 
 /// Handles one message and says what to do with it; the message's
@@ -111,8 +112,7 @@ pub async fn serve<H: Handle>(
             _ = &mut shutdown => break,
             done = pollers.join_next() => match done {
                 Some(Err(e)) if e.is_panic() => {
-                    error!("a poller panicked; starting a new one");
-                    pool.metrics.panics.inc();
+                    PoolEvent::PollerPanicked.emit(&pool.metrics);
                     pollers.spawn(poll(pool.clone(), slots.clone(), inflight.clone(), stop_rx.clone()));
                 }
                 Some(_) => {}
@@ -211,19 +211,17 @@ async fn poll<H: Handle>(
         let messages = match received {
             Ok(m) => {
                 failures = 0;
-                pool.health.answered(crate::health::Dependency::Queue);
+                pool.health.answered(crate::health::Resource::Queue);
                 m
             }
             Err(e) => {
                 failures += 1;
-                pool.metrics
-                    .aws_errors
-                    .get_or_create(&crate::metrics::ServiceLabel {
-                        service: "sqs".into(),
-                    })
-                    .inc();
                 let delay = error_backoff(failures);
-                warn!(error = %error_message(&e), retry_in = ?delay, "receive failed");
+                PoolEvent::ReceiveFailed {
+                    error: &e,
+                    retry_in: delay,
+                }
+                .emit(&pool.metrics);
                 drop(permits);
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => continue,
@@ -231,17 +229,11 @@ async fn poll<H: Handle>(
                 }
             }
         };
-        pool.metrics
-            .receive_batch_size
-            .observe(messages.len() as f64);
-        pool.metrics.received.inc_by(messages.len() as u64);
-        let now = crate::clock::now_millis();
-        for sent_at in messages.iter().filter_map(|m| m.sent_at) {
-            let age_ms = (now - sent_at).max(0);
-            pool.metrics
-                .message_age_seconds
-                .observe(age_ms as f64 / 1000.0);
+        PoolEvent::Received {
+            messages: &messages,
+            now: crate::clock::now_millis(),
         }
+        .emit(&pool.metrics);
         for msg in messages {
             let Some(permit) = permits.split(1) else {
                 // Cannot happen (we asked for at most `want`); never lose
@@ -314,18 +306,12 @@ async fn handle_one<H: Handle>(
         .instrument(span.clone())
         .await;
     let disposition = outcome.unwrap_or_else(|panic| {
-        metrics.panics.inc();
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        span.in_scope(|| {
-            error!(
-                panic = what,
-                "handler panicked; the message goes back to the queue"
-            )
-        });
+        span.in_scope(|| PoolEvent::HandlerPanicked { panic: &what }.emit(&metrics));
         Disposition::RetryAfter(error_backoff(msg.receive_count))
     });
     settle(&pool, &msg, disposition).instrument(span).await;
@@ -362,32 +348,23 @@ async fn settle<H: Handle>(pool: &Pool<H>, msg: &Received, disposition: Disposit
     let metrics = &pool.metrics;
     match disposition {
         Disposition::Delete => match pool.queue.delete(&msg.receipt).await {
-            Ok(()) => {
-                metrics.deleted.inc();
-            }
-            Err(e) => {
-                warn!(error = %error_message(&e), "delete failed; the message will be handled again")
-            }
+            Ok(()) => PoolEvent::Deleted.emit(metrics),
+            Err(e) => PoolEvent::DeleteFailed { error: &e }.emit(metrics),
         },
         Disposition::RetryAfter(delay) => {
             if let Err(e) = pool.queue.set_visibility(&msg.receipt, delay).await {
-                warn!(error = %error_message(&e), "could not set the retry delay; the message comes back after its visibility timeout");
+                PoolEvent::RetryDelayFailed { error: &e }.emit(metrics);
             }
         }
         Disposition::DeadLetter { kind, reason } => {
             match pool.queue.dead_letter(msg, kind, &reason).await {
-                Ok(()) => {
-                    metrics
-                        .dead_lettered
-                        .get_or_create(&crate::metrics::ReasonLabel {
-                            reason: kind.into(),
-                        })
-                        .inc();
-                    metrics.deleted.inc();
-                    warn!(kind, reason = %reason, "message dead-lettered");
+                Ok(()) => PoolEvent::DeadLettered {
+                    kind,
+                    reason: &reason,
                 }
+                .emit(metrics),
                 Err(e) => {
-                    warn!(error = %error_message(&e), "dead-lettering failed; the message stays on the queue");
+                    PoolEvent::DeadLetterFailed { error: &e }.emit(metrics);
                     let _ = pool
                         .queue
                         .set_visibility(&msg.receipt, error_backoff(msg.receive_count))

@@ -7,15 +7,13 @@
 //! do with the message; the pool owns the queue side (delete, retry later,
 //! dead-letter, release). The order of the steps is in the pure handler;
 //! `worker/execute.rs` only carries out its effects, and
-//! `worker/observe.rs` logs and counts what it observed.
+//! [`crate::observe`] logs and counts what happened.
 //! A handler never loses a message: every error path returns it to the
 //! queue, and only an answered request (its event published) or a
 //! dead-lettered one is deleted.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-
-use tracing::{debug, warn};
 
 use crate::aws::edges::Dependencies;
 use crate::aws::queue::{Queue, Received};
@@ -32,6 +30,7 @@ use crate::heartbeat::{Beats, Heartbeat};
 use crate::item::Key;
 use crate::message::{Command, Schema, SetSelector};
 use crate::metrics::Metrics;
+use crate::observe::MessageEvent;
 use crate::pool::{Handle, Pool, Settings};
 use crate::processor::Processor;
 use crate::state::Clock;
@@ -39,7 +38,6 @@ use crate::streams::Rules;
 use execute::Execution;
 
 mod execute;
-mod observe;
 mod triggers;
 
 /// Requests in flight in this process are coalesced by (key, set).
@@ -201,7 +199,10 @@ impl Worker {
         let envelope = match self.schema.decode_any(&msg.body, &self.rules) {
             Ok(e) => e,
             Err(bad) => {
-                warn!(reason = %bad.reason, "message cannot be understood; dead-lettering it");
+                MessageEvent::Malformed {
+                    reason: &bad.reason,
+                }
+                .emit(&self.metrics);
                 return Disposition::DeadLetter {
                     kind: "malformed",
                     reason: bad.reason,
@@ -279,12 +280,12 @@ impl Worker {
     }
 
     fn after_error(&self, e: &anyhow::Error, msg: &Received) -> Disposition {
-        // SNS failures are counted where they happen (`publish_event`).
-        if let Some(service) = crate::aws::failed_service(e).filter(|s| *s != "sns") {
-            self.metrics.aws_error(service);
-        }
         let delay = error_backoff(msg.receive_count);
-        warn!(error = %format!("{e:#}"), retry_in = ?delay, "handling failed; the message will come back");
+        MessageEvent::HandlingFailed {
+            error: e,
+            retry_in: delay,
+        }
+        .emit(&self.metrics);
         Disposition::RetryAfter(delay)
     }
 
@@ -308,9 +309,8 @@ impl Worker {
                 Role::Leader(leader) => break leader,
                 Role::Follower(outcome) => {
                     if !std::mem::replace(&mut counted, true) {
-                        Metrics::inc(&self.metrics.coalesced, set);
+                        MessageEvent::Coalesced { set }.emit(&self.metrics);
                     }
-                    debug!("coalesced with a request in flight for the same key and set");
                     match outcome.await {
                         Ok(FlightOutcome::Answered) => return Disposition::Delete,
                         // Joined after the leader's last read: decide on a
@@ -339,27 +339,22 @@ impl Worker {
         }
     }
 
-    /// Publishes a completion event and counts it.
+    /// Publishes a completion event and observes it.
     pub(crate) async fn publish_event(&self, ev: CompletionEvent<'_>) -> anyhow::Result<()> {
         let (kind, set) = (ev.kind, ev.set);
         match self.events.publish(&ev).await {
             Ok(Some(event_id)) => {
-                self.metrics
-                    .events_published
-                    .get_or_create(&crate::metrics::EventLabel {
-                        event: kind.as_str().into(),
-                        set: set.into(),
-                    })
-                    .inc();
-                debug!(
-                    event = kind.as_str(),
-                    event_id, "completion event published"
-                );
+                MessageEvent::Published {
+                    kind,
+                    set,
+                    event_id: &event_id,
+                }
+                .emit(&self.metrics);
                 Ok(())
             }
             Ok(None) => Ok(()),
             Err(e) => {
-                self.metrics.aws_error("sns");
+                MessageEvent::PublishFailed.emit(&self.metrics);
                 Err(e.into())
             }
         }

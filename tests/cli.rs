@@ -174,12 +174,19 @@ async fn inspect_shows_the_cache_state_and_reset_makes_it_stale() {
 async fn dlq_list_shows_reasons_and_redrive_moves_messages_back() {
     let env = Env::new("cli-dlq").await;
     for i in 0..3 {
+        // The last one as an earlier release dead-lettered it: its kind
+        // under the attribute's old name, still read.
+        let kind_attribute = if i == 2 {
+            "errorKind"
+        } else {
+            "deadLetterKind"
+        };
         env.sqs
             .send_message()
             .queue_url(&env.dlq_url)
             .message_body(format!("{{\"broken\": {i}}}"))
             .message_attributes("error", attr(&format!("reason number {i}")))
-            .message_attributes("errorKind", attr("malformed"))
+            .message_attributes(kind_attribute, attr("malformed"))
             .message_attributes("sourceMessageId", attr(&format!("m-{i}")))
             .message_attributes(
                 "traceparent",
@@ -195,6 +202,7 @@ async fn dlq_list_shows_reasons_and_redrive_moves_messages_back() {
         assert!(out.contains(&format!("{{\"broken\":{i}}}")), "{out}");
         assert!(out.contains(&format!("m-{i}")), "{out}");
     }
+    assert_eq!(out.matches("deadLetterKind malformed").count(), 3, "{out}");
     // Listing leaves them in the DLQ, visible.
     assert_eq!(env.dlq_depth().await, 3);
 
@@ -218,10 +226,12 @@ async fn dlq_list_shows_reasons_and_redrive_moves_messages_back() {
     assert!(!got.is_empty());
     for m in got {
         let attrs = m.message_attributes.unwrap_or_default();
-        assert!(
-            !attrs.contains_key("error"),
-            "the reason is stripped on redrive"
-        );
+        for reason in ["error", "deadLetterKind", "errorKind"] {
+            assert!(
+                !attrs.contains_key(reason),
+                "the reason is stripped on redrive: {attrs:?}"
+            );
+        }
         assert!(
             attrs.contains_key("traceparent"),
             "other attributes are kept"
@@ -248,7 +258,7 @@ async fn dlq_list_prints_json_bodies_and_reasons_as_json() {
             .queue_url(&env.dlq_url)
             .message_body(b)
             .message_attributes("error", attr(r))
-            .message_attributes("errorKind", attr("malformed"))
+            .message_attributes("deadLetterKind", attr("malformed"))
             .send()
             .await
             .unwrap();

@@ -26,9 +26,9 @@ async fn endpoints_answer_and_metrics_count_known_traffic() {
     .await;
     let ready = d.get("/readyz").await;
     let detail: serde_json::Value = serde_json::from_str(&ready.1).unwrap();
-    assert_eq!(detail["dependencies"]["table"], "ok");
-    assert_eq!(detail["dependencies"]["queue"], "ok");
-    assert_eq!(detail["dependencies"]["topic"], "ok");
+    assert_eq!(detail["resources"]["table"], "ok");
+    assert_eq!(detail["resources"]["queue"], "ok");
+    assert_eq!(detail["resources"]["topic"], "ok");
 
     env.send(&Env::request("order#1", "summary")).await;
     env.wait_events("a ready event", T, |e| {
@@ -49,7 +49,7 @@ async fn endpoints_answer_and_metrics_count_known_traffic() {
         "triggered_cache_processing_runs_total{set=\"summary\"} 1",
         "triggered_cache_events_published_total{event=\"ready\",set=\"summary\"} 1",
         "triggered_cache_events_published_total{event=\"hit\",set=\"summary\"} 1",
-        "triggered_cache_dead_lettered_total{reason=\"malformed\"} 1",
+        "triggered_cache_dead_lettered_total{kind=\"malformed\"} 1",
         "triggered_cache_messages_received_total 3",
         "triggered_cache_in_flight 0",
     ] {
@@ -212,7 +212,7 @@ async fn a_fresh_daemon_lists_every_metric_at_0_for_each_set() {
             "coalesced",
             "lease_takeovers",
             "trigger_deadline_expiries",
-            "invalidations",
+            "resets",
             "parked",
             "processing_runs",
             "stale_results",
@@ -241,8 +241,8 @@ async fn a_fresh_daemon_lists_every_metric_at_0_for_each_set() {
         }
     }
     for line in [
-        "triggered_cache_dead_lettered_total{reason=\"malformed\"} 0",
-        "triggered_cache_dead_lettered_total{reason=\"failed\"} 0",
+        "triggered_cache_dead_lettered_total{kind=\"malformed\"} 0",
+        "triggered_cache_dead_lettered_total{kind=\"failed\"} 0",
         "triggered_cache_aws_errors_total{service=\"sqs\"} 0",
         "triggered_cache_aws_errors_total{service=\"dynamodb\"} 0",
         "triggered_cache_aws_errors_total{service=\"sns\"} 0",

@@ -87,7 +87,7 @@ async fn max_attempts_marks_failed_publishes_failed_and_dead_letters_the_request
         "{:?}",
         dlq[0].1
     );
-    assert_eq!(dlq[0].1["errorKind"], "failed");
+    assert_eq!(dlq[0].1["deadLetterKind"], "failed");
     assert_eq!(dlq[0].1["sourceMessageId"], rid);
     env.wait_queue_empty(T).await;
     assert_eq!(rec.count(), 2);
@@ -209,7 +209,7 @@ async fn a_failed_request_with_its_own_request_id_runs_again_when_sent_again() {
     body["requestId"] = json!(rid);
     env.send(&body).await;
     let dlq = env.wait_dlq(1, T).await;
-    assert_eq!(dlq[0].1["errorKind"], "failed");
+    assert_eq!(dlq[0].1["deadLetterKind"], "failed");
     assert_eq!(
         env.record("order#1", "summary").await.status,
         Some(Status::Failed)

@@ -72,7 +72,7 @@ pub async fn dlq_list(
 fn entry(m: &DeadLetter) -> String {
     let or_dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
     format!(
-        "MessageId {}  sourceMessageId {}  errorKind {}\n  error: {}\n  body:  {}\n",
+        "MessageId {}  sourceMessageId {}  deadLetterKind {}\n  error: {}\n  body:  {}\n",
         m.message_id,
         or_dash(m.attr(ATTR_SOURCE_ID)),
         or_dash(m.kind()),

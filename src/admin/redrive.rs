@@ -25,7 +25,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use super::dlq::{DeadLetter, Dlq};
 use crate::aws::Clients;
 use crate::aws::queue::{
-    ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID, MAX_MESSAGE_BYTES, Outgoing, Sender, attr_size,
+    ATTR_SOURCE_ID, DEAD_LETTER_ATTRS, MAX_MESSAGE_BYTES, Outgoing, Sender, attr_size,
 };
 use crate::config::Config;
 
@@ -49,7 +49,7 @@ pub struct Report {
     pub queue_url: String,
     /// `ApproximateNumberOfMessages` of the DLQ at the start.
     pub at_start: u64,
-    /// Messages moved, by `errorKind` (`-` for none).
+    /// Messages moved, by dead-letter kind (`-` for none).
     pub moved: BTreeMap<String, usize>,
     /// `malformed` messages left in the DLQ (`--skip-malformed`).
     pub skipped_malformed: usize,
@@ -86,7 +86,7 @@ impl fmt::Display for Report {
                 .moved
                 .iter()
                 .map(|(kind, n)| match kind.as_str() {
-                    "-" => format!("{n} without errorKind"),
+                    "-" => format!("{n} without deadLetterKind"),
                     kind => format!("{n} {kind}"),
                 })
                 .collect();
@@ -310,7 +310,7 @@ fn carried(m: &DeadLetter) -> Option<HashMap<String, MessageAttributeValue>> {
     let attrs: HashMap<String, MessageAttributeValue> = m
         .attributes
         .iter()
-        .filter(|(k, _)| ![ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID].contains(&k.as_str()))
+        .filter(|(k, _)| !DEAD_LETTER_ATTRS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     (!attrs.is_empty()).then_some(attrs)

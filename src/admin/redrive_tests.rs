@@ -1,4 +1,5 @@
 use super::*;
+use crate::aws::queue::{ATTR_ERROR, ATTR_KIND, ATTR_KIND_BEFORE};
 
 fn attr(v: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()
@@ -13,7 +14,7 @@ fn attr(v: &str) -> MessageAttributeValue {
 fn dead(id: &str, kind: Option<&str>, source: Option<&str>, body: &str) -> DeadLetter {
     let mut attributes = HashMap::new();
     if let Some(k) = kind {
-        attributes.insert(ATTR_ERROR_KIND.to_owned(), attr(k));
+        attributes.insert(ATTR_KIND.to_owned(), attr(k));
         attributes.insert(ATTR_ERROR.to_owned(), attr("why"));
     }
     if let Some(s) = source {
@@ -94,7 +95,7 @@ fn the_report_says_what_moved_by_kind_and_what_stayed() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
-        "moved 3 messages (2 without errorKind, 1 failed) to https://sqs/requests"
+        "moved 3 messages (2 without deadLetterKind, 1 failed) to https://sqs/requests"
     );
     assert!(lines[1].starts_with("skipped 1 malformed message: left in the dead-letter queue"));
     assert!(lines[2].starts_with("1 message came back to the dead-letter queue"));
@@ -131,5 +132,32 @@ fn the_reason_attributes_are_not_sent_back() {
     assert_eq!(
         carried(&dead("d2", None, None, "{}")).map(|a| a.len()),
         Some(1)
+    );
+}
+
+#[test]
+fn a_message_of_an_earlier_release_is_read_and_stripped_by_its_old_kind_attribute() {
+    let mut attributes = HashMap::new();
+    attributes.insert(ATTR_KIND_BEFORE.to_owned(), attr("malformed"));
+    attributes.insert(ATTR_ERROR.to_owned(), attr("why"));
+    attributes.insert(ATTR_SOURCE_ID.to_owned(), attr("q1"));
+    attributes.insert("traceparent".to_owned(), attr("00-abc"));
+    let old = DeadLetter {
+        message_id: "d1".into(),
+        receipt: "r-d1".into(),
+        body: "nope".into(),
+        attributes,
+    };
+    assert_eq!(old.kind(), Some("malformed"), "read under errorKind");
+    assert_eq!(
+        Ledger::default().verdict(&old, true),
+        Verdict::Skip,
+        "--skip-malformed knows it"
+    );
+    let kept = carried(&old).expect("its own attribute");
+    assert_eq!(
+        kept.keys().collect::<Vec<_>>(),
+        vec!["traceparent"],
+        "the old reason is not sent back"
     );
 }

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 
-use super::queue::{ATTR_ERROR_KIND, QueueError, QueueFailure, delete_entries, visibility_entries};
+use super::queue::{
+    ATTR_KIND, ATTR_KIND_BEFORE, QueueError, QueueFailure, delete_entries, visibility_entries,
+};
 
 /// One dead-lettered message.
 #[derive(Clone, Debug)]
@@ -27,10 +29,12 @@ impl DeadLetter {
         self.attributes.get(name).and_then(|a| a.string_value())
     }
 
-    /// The daemon's `errorKind` (`malformed`, `failed`); `None` for a
+    /// The daemon's dead-letter kind (`malformed`, `failed`); `None` for a
     /// message SQS moved itself (redrive policy), which carries no reason.
+    /// Messages dead-lettered by earlier releases carry it under its old
+    /// name, `errorKind`: read as a fallback.
     pub fn kind(&self) -> Option<&str> {
-        self.attr(ATTR_ERROR_KIND)
+        self.attr(ATTR_KIND).or_else(|| self.attr(ATTR_KIND_BEFORE))
     }
 }
 

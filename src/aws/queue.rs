@@ -28,11 +28,21 @@ const LINGER: Duration = Duration::from_millis(10);
 /// The message attribute that carries the reason a message was
 /// dead-lettered.
 pub const ATTR_ERROR: &str = "error";
-/// The message attribute with a short machine-readable kind of the reason.
-pub const ATTR_ERROR_KIND: &str = "errorKind";
+/// The message attribute with the kind of dead-letter (`malformed`,
+/// `failed`): the `kind` of `Disposition::DeadLetter`, the same word as the
+/// `kind` label of `dead_lettered_total`.
+pub const ATTR_KIND: &str = "deadLetterKind";
+/// What [`ATTR_KIND`] was called before: messages that earlier releases
+/// dead-lettered carry it and may sit in a DLQ for up to 14 days, so it is
+/// still read (`dlq list`, `dlq redrive`) and stripped, never written.
+pub const ATTR_KIND_BEFORE: &str = "errorKind";
 /// The message attribute with the MessageId the message had on the main
 /// queue.
 pub const ATTR_SOURCE_ID: &str = "sourceMessageId";
+/// The attributes the daemon adds to a dead-lettered copy: stripped from a
+/// message that is redriven or dead-lettered again, so that its copy
+/// carries only the newest reason.
+pub const DEAD_LETTER_ATTRS: [&str; 4] = [ATTR_ERROR, ATTR_KIND, ATTR_KIND_BEFORE, ATTR_SOURCE_ID];
 
 /// A received message.
 #[derive(Clone, Debug)]
@@ -236,7 +246,7 @@ impl Queue {
         let carried: Vec<(String, MessageAttributeValue)> = msg
             .attributes
             .iter()
-            .filter(|(k, _)| ![ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID].contains(&k.as_str()))
+            .filter(|(k, _)| !DEAD_LETTER_ATTRS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let attributes = dlq_attributes(body.len(), kind, reason, &msg.message_id, carried);

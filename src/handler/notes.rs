@@ -1,6 +1,6 @@
 //! What a handler observed on the way: each [`Note`] is one observable
 //! event that the executor logs and counts in one place
-//! (`worker/observe.rs`), so a log line and its metric never drift apart.
+//! (`observe/notes.rs`), so a log line and its metric never drift apart.
 //! The property test reads the same notes to keep its books.
 
 use crate::state::{ClaimReason, LeaveReason, Outcome};

@@ -3,14 +3,14 @@
 
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 
-use super::{EventLabel, Metrics, QueueLabel, ReasonLabel, ServiceLabel, SetKindLabel};
+use super::{EventLabel, KindLabel, Metrics, QueueLabel, ServiceLabel, SetKindLabel};
 use crate::config::Config;
 use crate::events::EventKind;
 use crate::processor::ProcessError;
 
-/// The reasons a message is dead-lettered (the `kind` of
+/// The kinds of dead-letter (the `kind` of
 /// [`crate::worker::Disposition::DeadLetter`]).
-pub const DEAD_LETTER_REASONS: [&str; 2] = ["malformed", "failed"];
+pub const DEAD_LETTER_KINDS: [&str; 2] = ["malformed", "failed"];
 /// The AWS services whose failed calls are counted.
 pub const AWS_SERVICES: [&str; 3] = ["sqs", "dynamodb", "sns"];
 /// The queues whose depth is reported: the request queue and the DLQ.
@@ -45,7 +45,7 @@ impl Metrics {
                 &m.coalesced,
                 &m.lease_takeovers,
                 &m.trigger_deadline_expiries,
-                &m.invalidations,
+                &m.resets,
                 &m.parked,
                 &m.processing_runs,
                 &m.stale_results,
@@ -75,13 +75,8 @@ impl Metrics {
             m.runs.know(set);
             at_zero(&m.oldest_run_seconds, &label);
         }
-        for reason in DEAD_LETTER_REASONS {
-            at_zero(
-                &m.dead_lettered,
-                &ReasonLabel {
-                    reason: reason.into(),
-                },
-            );
+        for kind in DEAD_LETTER_KINDS {
+            at_zero(&m.dead_lettered, &KindLabel { kind: kind.into() });
         }
         for service in AWS_SERVICES {
             at_zero(

@@ -28,7 +28,7 @@ fn every_series_known_in_advance_exists_at_zero_per_set() {
             "coalesced",
             "lease_takeovers",
             "trigger_deadline_expiries",
-            "invalidations",
+            "resets",
             "parked",
             "processing_runs",
             "stale_results",
@@ -57,8 +57,8 @@ fn every_series_known_in_advance_exists_at_zero_per_set() {
         );
     }
     for line in [
-        "triggered_cache_dead_lettered_total{reason=\"malformed\"} 0",
-        "triggered_cache_dead_lettered_total{reason=\"failed\"} 0",
+        "triggered_cache_dead_lettered_total{kind=\"malformed\"} 0",
+        "triggered_cache_dead_lettered_total{kind=\"failed\"} 0",
         "triggered_cache_aws_errors_total{service=\"sqs\"} 0",
         "triggered_cache_aws_errors_total{service=\"dynamodb\"} 0",
         "triggered_cache_aws_errors_total{service=\"sns\"} 0",

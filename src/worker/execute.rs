@@ -7,14 +7,14 @@ use std::time::Instant;
 
 use tracing::{Instrument, warn};
 
-use super::{FlightKey, Worker, observe};
+use super::{FlightKey, Worker};
 use crate::aws::table::{TableError, Updated};
 use crate::coalesce::Leader;
 use crate::events::CompletionEvent;
 use crate::handler::{Answer, Disposition, Effect, Handler, Input};
 use crate::heartbeat::{Heartbeat, Lease};
 use crate::item::{Item, Key, MAX_ITEM_BYTES, item_to_json, to_av};
-use crate::metrics::Metrics;
+use crate::observe::{self, MessageEvent};
 use crate::processor::{Job, Output, ProcessError};
 use crate::state::{Field, Write};
 
@@ -144,7 +144,7 @@ impl Worker {
             .processors
             .get(set)
             .ok_or_else(|| anyhow::anyhow!("set {set} has no processor"))?;
-        Metrics::inc(&self.metrics.processing_runs, set);
+        MessageEvent::RunStarted { set }.emit(&self.metrics);
         let _in_progress = self.metrics.run_started(set);
         let invalidated = ex.beat.hold(lease);
         let started = Instant::now();
@@ -168,10 +168,11 @@ impl Worker {
             }
             Ok(now) = invalidated => Ran::Invalidated(now),
         };
-        self.metrics
-            .processing_seconds
-            .get_or_create(&Metrics::set(set))
-            .observe(started.elapsed().as_secs_f64());
+        MessageEvent::RunEnded {
+            set,
+            took: started.elapsed(),
+        }
+        .emit(&self.metrics);
         Ok(ran)
     }
 

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use tracing::{debug, info, warn};
-
 use super::{Disposition, Worker, error_backoff};
 use crate::aws::table::Updated;
 use crate::clock::now_millis;
@@ -12,7 +10,7 @@ use crate::config::EventKind;
 use crate::events::CompletionEvent;
 use crate::item::{Item, Key, to_av};
 use crate::message::{Command, SetSelector};
-use crate::metrics::Metrics;
+use crate::observe::TriggerEvent;
 use crate::state;
 use crate::streams::StreamTriggers;
 
@@ -33,10 +31,10 @@ impl Worker {
     )> {
         let Some(deps) = &self.dependencies else {
             if !reported.is_empty() {
-                warn!(
-                    entities = reported.len(),
-                    "the processor reported dependsOn but dependencies.table is not set; not tracked"
-                );
+                TriggerEvent::DependenciesNotTracked {
+                    entities: reported.len(),
+                }
+                .emit(&self.metrics);
             }
             return Ok((vec![], BTreeSet::new()));
         };
@@ -54,13 +52,10 @@ impl Worker {
     /// Stream records: the triggers their rules map them to.
     pub(super) async fn stream(&self, triggers: StreamTriggers) -> anyhow::Result<Disposition> {
         if triggers.unmatched > 0 {
-            self.metrics
-                .stream_records_unmatched
-                .inc_by(triggers.unmatched as u64);
-            debug!(
-                records = triggers.unmatched,
-                "stream records matched no rule; dropped"
-            );
+            TriggerEvent::StreamRecordsUnmatched {
+                records: triggers.unmatched,
+            }
+            .emit(&self.metrics);
         }
         for m in triggers.messages {
             if let Command::Trigger { sets } = m.command
@@ -100,10 +95,7 @@ impl Worker {
                 async move {
                     let r = self.trigger(&key, SetSelector::One(d.set.clone())).await;
                     if r.is_ok() {
-                        self.metrics
-                            .dependency_resets
-                            .get_or_create(&Metrics::set(&d.set))
-                            .inc();
+                        TriggerEvent::DependentReset { set: &d.set }.emit(&self.metrics);
                     }
                     r
                 }
@@ -117,11 +109,7 @@ impl Worker {
                 return Ok(Disposition::RetryAfter(d));
             }
         }
-        info!(
-            entity,
-            caches = n,
-            "dependency triggered; dependent caches reset"
-        );
+        TriggerEvent::DependencyTriggered { entity, caches: n }.emit(&self.metrics);
         Ok(Disposition::Delete)
     }
 
@@ -153,16 +141,12 @@ impl Worker {
                 Updated::Applied(new) => {
                     for set in &names {
                         let rec = self.table.attrs.record(&new, set);
-                        self.metrics
-                            .invalidations
-                            .get_or_create(&Metrics::set(set))
-                            .inc();
-                        info!(
+                        TriggerEvent::Reset {
                             set,
-                            epoch = rec.epoch(),
-                            status = rec.status().as_str(),
-                            "cache reset by trigger"
-                        );
+                            epoch: rec.epoch(),
+                            status: rec.status().as_str(),
+                        }
+                        .emit(&self.metrics);
                         self.publish_event(CompletionEvent {
                             item: Some(&new),
                             ..CompletionEvent::new(EventKind::Reset, key, set, rec.epoch())
@@ -189,24 +173,18 @@ impl Worker {
         let rec = self.table.attrs.record(&item, set);
         let deadline = now_millis() + set_cfg.trigger_timeout.as_millis() as i64;
         let Some(write) = state::decide_trigger_start(&rec, trigger_id, deadline) else {
-            info!(
-                trigger_id,
-                "trigger flow already running or already ended (redelivered trigger_start); nothing to do"
-            );
+            TriggerEvent::FlowAlreadyStarted { trigger_id }.emit(&self.metrics);
             return Ok(Disposition::Delete);
         };
         match self.table.update(key, &[(set, &write)]).await? {
             Updated::Applied(new) => {
                 let rec = self.table.attrs.record(&new, set);
-                self.metrics
-                    .invalidations
-                    .get_or_create(&Metrics::set(set))
-                    .inc();
-                info!(
+                TriggerEvent::FlowStarted {
+                    set,
                     trigger_id,
-                    epoch = rec.epoch(),
-                    "trigger flow started; reprocessing held until it ends"
-                );
+                    epoch: rec.epoch(),
+                }
+                .emit(&self.metrics);
                 self.publish_event(CompletionEvent {
                     item: Some(&new),
                     ..CompletionEvent::new(EventKind::Reset, key, set, rec.epoch())
@@ -215,10 +193,7 @@ impl Worker {
                 Ok(Disposition::Delete)
             }
             Updated::Rejected(_) => {
-                info!(
-                    trigger_id,
-                    "trigger flow ended meanwhile (late or redelivered trigger_start); nothing to do"
-                );
+                TriggerEvent::FlowEndedMeanwhile { trigger_id }.emit(&self.metrics);
                 Ok(Disposition::Delete)
             }
         }

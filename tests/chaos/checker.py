@@ -332,7 +332,7 @@ class Check:
             ids[src] += 1
             if a.get("error"):
                 with_reason += 1
-                reasons[a.get("errorKind", "?")] += 1
+                reasons[a.get("deadLetterKind") or a.get("errorKind", "?")] += 1  # errorKind: its name before
             else:
                 self.fail("3 no lost request", {"dead-lettered without a reason (SQS redrive)": d})
         expected = {s["mid"]: s for s in self.sent if s["kind"] in ("poison", "malformed")}
@@ -348,7 +348,7 @@ class Check:
             "distinct source messages": len(ids),
             "expected (poisoned requests + malformed messages sent)": len(expected),
             "with a reason (error attribute)": with_reason,
-            "by errorKind": dict(reasons),
+            "by deadLetterKind": dict(reasons),
             "duplicates (same source message twice)": len(self.dlq) - len(ids),
             "unexpected": len(unexpected),
             "missing": len(missing),

@@ -97,7 +97,7 @@ impl Running {
             "lease_takeovers" => &m.lease_takeovers,
             "processing_runs" => &m.processing_runs,
             "stale_results" => &m.stale_results,
-            "invalidations" => &m.invalidations,
+            "resets" => &m.resets,
             "parked" => &m.parked,
             "trigger_deadline_expiries" => &m.trigger_deadline_expiries,
             other => panic!("unknown metric {other}"),

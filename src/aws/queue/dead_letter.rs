@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 
-use super::{ATTR_ERROR, ATTR_ERROR_KIND, ATTR_SOURCE_ID};
+use super::{ATTR_ERROR, ATTR_KIND, ATTR_SOURCE_ID};
 
 /// SQS's limit on a message: body plus every attribute's name, data type
 /// and value.
@@ -29,7 +29,7 @@ pub fn attr_size(name: &str, v: &MessageAttributeValue) -> usize {
 }
 
 /// The attributes of a dead-lettered copy, within SQS's size limit next to
-/// a body of `body_len` bytes: `errorKind` and `sourceMessageId` first, then
+/// a body of `body_len` bytes: `deadLetterKind` and `sourceMessageId` first, then
 /// the reason (cut to fit, at most 4000 characters), then up to 7 of the
 /// message's own attributes that still fit. Empty when not even the first
 /// two fit.
@@ -42,7 +42,7 @@ pub fn dlq_attributes(
 ) -> HashMap<String, MessageAttributeValue> {
     let mut room = MAX_MESSAGE_BYTES.saturating_sub(body_len);
     let mut out = HashMap::new();
-    for (name, value) in [(ATTR_ERROR_KIND, kind), (ATTR_SOURCE_ID, source_id)] {
+    for (name, value) in [(ATTR_KIND, kind), (ATTR_SOURCE_ID, source_id)] {
         let v = string_attr(value);
         let size = attr_size(name, &v);
         if size > room {
@@ -101,7 +101,7 @@ mod tests {
                 total(body, &a)
             );
             assert_eq!(
-                a.contains_key(ATTR_ERROR_KIND),
+                a.contains_key(ATTR_KIND),
                 body < MAX_MESSAGE_BYTES - 50,
                 "{body}"
             );

@@ -1,6 +1,6 @@
-//! Each [`Note`] a handler gives is logged and counted here, in one place,
-//! so that a log line and its metric never drift apart. The message's span
-//! (pool.rs) already names its key, set and request id.
+//! The request path: each [`Note`] a handler gives is logged and counted
+//! here. The message's span (pool.rs) already names its key, set and
+//! request id.
 
 use tracing::{debug, info, warn};
 
