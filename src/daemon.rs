@@ -115,7 +115,7 @@ pub async fn run(worker: Arc<Worker>) -> anyhow::Result<()> {
     } else {
         tokio::spawn(crate::health::check_redrive_policy(prober))
     };
-    crate::pool::run(worker.clone(), signals(worker.health().clone())).await?;
+    crate::pool::serve(Arc::new(worker.pool()), signals(worker.health().clone())).await?;
     prober.abort();
     if let Some(h) = http {
         h.abort();

@@ -15,13 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tracing::{info, warn};
 
-use crate::aws::error_message;
 use crate::aws::queue::Queue;
 use crate::aws::table::{Table, Updated};
 use crate::item::{Item, Key};
 use crate::metrics::Metrics;
+use crate::observe::PoolEvent;
 use crate::state::{self, Clock};
 
 /// The lease a processing run holds: renewed by `rid` for `epoch`.
@@ -104,8 +103,8 @@ impl Heartbeat {
             let visible = beats.queue.set_visibility(&receipt, beats.visibility);
             let renew = self.renew(&beats);
             let (visible, ()) = tokio::join!(visible, renew);
-            if let Err(e) = visible {
-                warn!(error = %error_message(&e), "could not extend the message's visibility");
+            if let Err(error) = visible {
+                PoolEvent::VisibilityExtendFailed { error: &error }.emit(&beats.metrics);
             }
         }
     }
@@ -127,17 +126,14 @@ impl Heartbeat {
             Ok(Updated::Applied(_)) => {}
             // The run logs it (observe/notes.rs).
             Ok(Updated::Rejected(now)) => self.invalidate(&lease, now),
-            Err(e) => {
-                beats.metrics.aws_error("dynamodb");
-                warn!(error = %error_message(&e), "lease renewal failed; retrying on the next heartbeat");
-            }
+            Err(error) => PoolEvent::LeaseRenewalFailed { error: &error }.emit(&beats.metrics),
         }
     }
 
     /// Gives up the lease of a run that did not finish (aborted at
     /// shutdown, or panicked), so that another replica or the message's
     /// redelivery continues at once instead of waiting for it to lapse.
-    pub async fn release(&self, table: &Table) {
+    pub async fn release(&self, table: &Table, metrics: &Metrics) {
         let Some(Lease {
             key,
             set,
@@ -150,11 +146,19 @@ impl Heartbeat {
         self.clear();
         let write = state::release(&rid, epoch);
         match table.update(&key, &[(set.as_str(), &write)]).await {
-            Ok(Updated::Applied(_)) => info!(%key, set, request_id = rid, "lease released"),
-            Ok(Updated::Rejected(_)) => {}
-            Err(e) => {
-                warn!(%key, set, error = %error_message(&e), "could not release a lease; it lapses by itself")
+            Ok(Updated::Applied(_)) => PoolEvent::LeaseReleased {
+                key: &key,
+                set: &set,
+                rid: &rid,
             }
+            .emit(metrics),
+            Ok(Updated::Rejected(_)) => {}
+            Err(error) => PoolEvent::LeaseReleaseFailed {
+                key: &key,
+                set: &set,
+                error: &error,
+            }
+            .emit(metrics),
         }
     }
 }

@@ -33,7 +33,6 @@ use crate::health::Health;
 use crate::heartbeat::{Beats, Heartbeat};
 use crate::metrics::Metrics;
 use crate::observe::PoolEvent;
-use crate::worker::Worker;
 
 /// Handles one message and says what to do with it; the message's
 /// heartbeat renews the lease of a processing run it holds.
@@ -76,13 +75,8 @@ struct Entry {
     beat: Arc<Heartbeat>,
 }
 
-/// Runs the pool until `shutdown` completes, then drains (DESIGN §5,
+/// Runs `pool` until `shutdown` completes, then drains (DESIGN §5,
 /// invariant 6). Returns when every message is settled or released.
-pub async fn run(worker: Arc<Worker>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    serve(Arc::new(worker.pool()), shutdown).await
-}
-
-/// Runs `pool` until `shutdown` completes, then drains.
 pub async fn serve<H: Handle>(
     pool: Arc<Pool<H>>,
     shutdown: impl Future<Output = ()>,
@@ -148,7 +142,9 @@ pub async fn serve<H: Handle>(
                 abort.abort();
             }
         }
-        let leases = left.iter().map(|(_, e)| e.beat.release(&pool.beats.table));
+        let leases = left
+            .iter()
+            .map(|(_, e)| e.beat.release(&pool.beats.table, &pool.metrics));
         futures::future::join_all(leases).await;
         let releases = left
             .iter()
@@ -302,7 +298,7 @@ async fn handle_one<H: Handle>(
         .await;
     drop(keeper);
     // A run that panicked still holds its lease: give it up now.
-    beat.release(&pool.beats.table)
+    beat.release(&pool.beats.table, &pool.metrics)
         .instrument(span.clone())
         .await;
     let disposition = outcome.unwrap_or_else(|panic| {

@@ -6,7 +6,8 @@
 //! - [`note`]: the request path, the pure handler's [`crate::handler::Note`]s
 //!   (the property test keeps its books from the same notes);
 //! - [`PoolEvent`]: the queue side of the pool (received, deleted,
-//!   dead-lettered, receive failures, panics);
+//!   dead-lettered, receive failures, panics) and the heartbeats
+//!   (visibility, lease renewal and release);
 //! - [`MessageEvent`]: one message outside the handler's steps (cannot be
 //!   understood, handling failed, coalesced, a processing run, its
 //!   completion event published);

@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use tracing::{error, warn};
 
+use tracing::info;
+
 use crate::aws::error_message;
 use crate::aws::queue::{QueueError, Received};
+use crate::aws::table::TableError;
+use crate::item::Key;
 use crate::metrics::{KindLabel, Metrics};
 
 /// Something that happened on the queue side of the pool.
@@ -34,6 +38,23 @@ pub enum PoolEvent<'a> {
     DeadLettered { kind: &'a str, reason: &'a str },
     /// Dead-lettering failed: the message stays on the queue.
     DeadLetterFailed { error: &'a QueueError },
+    /// The heartbeat could not extend a message's visibility.
+    VisibilityExtendFailed { error: &'a QueueError },
+    /// The heartbeat could not renew a run's lease; it tries again on the
+    /// next beat.
+    LeaseRenewalFailed { error: &'a TableError },
+    /// The lease of a run that did not finish was given up.
+    LeaseReleased {
+        key: &'a Key,
+        set: &'a str,
+        rid: &'a str,
+    },
+    /// Giving up a lease failed: it lapses by itself.
+    LeaseReleaseFailed {
+        key: &'a Key,
+        set: &'a str,
+        error: &'a TableError,
+    },
 }
 
 impl PoolEvent<'_> {
@@ -84,6 +105,21 @@ impl PoolEvent<'_> {
             }
             PoolEvent::DeadLetterFailed { error } => {
                 warn!(error = %error_message(*error), "dead-lettering failed; the message stays on the queue")
+            }
+            PoolEvent::VisibilityExtendFailed { error } => {
+                metrics.aws_error("sqs");
+                warn!(error = %error_message(*error), "could not extend the message's visibility");
+            }
+            PoolEvent::LeaseRenewalFailed { error } => {
+                metrics.aws_error("dynamodb");
+                warn!(error = %error_message(*error), "lease renewal failed; retrying on the next heartbeat");
+            }
+            PoolEvent::LeaseReleased { key, set, rid } => {
+                info!(%key, set, request_id = rid, "lease released")
+            }
+            PoolEvent::LeaseReleaseFailed { key, set, error } => {
+                metrics.aws_error("dynamodb");
+                warn!(%key, set, error = %error_message(*error), "could not release a lease; it lapses by itself");
             }
         }
     }

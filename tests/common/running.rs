@@ -50,7 +50,7 @@ impl Running {
                     let _ = stop_rx.await;
                 };
                 tokio::select! {
-                    r = triggered_cache::pool::run(worker, shutdown) => r.unwrap(),
+                    r = triggered_cache::pool::serve(Arc::new(worker.pool()), shutdown) => r.unwrap(),
                     _ = crash_async_rx => {}
                 }
             });
