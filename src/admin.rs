@@ -17,7 +17,7 @@ use crate::clock::now_millis;
 use crate::config::Config;
 use crate::events::{CompletionEvent, EventKind, Publisher};
 use crate::item::{Attrs, Key, KeyValue};
-use crate::state::{self, Record};
+use crate::state::{self, Cache};
 
 pub use dlq::{DeadLetter, dlq_list};
 pub use redrive::{Redrive, Report as RedriveReport, dlq_redrive};
@@ -98,7 +98,7 @@ pub async fn inspect(
     if as_json {
         let out: serde_json::Map<String, Json> = sets
             .iter()
-            .map(|s| (s.clone(), record_json(&table.attrs.record(&item, s))))
+            .map(|s| (s.clone(), record_json(&table.attrs.cache(&item, s))))
             .collect();
         println!(
             "{}",
@@ -125,7 +125,7 @@ pub async fn inspect(
     ];
     let mut rows = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
     for s in &sets {
-        let r = table.attrs.record(&item, s);
+        let r = table.attrs.cache(&item, s);
         let status = match (r.status, r.trigger_id.as_deref()) {
             (None, _) => "(never)".to_string(),
             (Some(state::Status::Triggered), Some(t)) => {
@@ -157,7 +157,7 @@ pub async fn inspect(
     Ok(())
 }
 
-fn record_json(r: &Record) -> Json {
+fn record_json(r: &Cache) -> Json {
     json!({
         "status": r.status.map(|s| s.as_str()),
         "epoch": r.epoch,
@@ -207,7 +207,7 @@ pub async fn reset(
         anyhow::bail!("the unconditional reset was rejected");
     };
     for s in &sets {
-        let epoch = table.attrs.record(&item, s).epoch();
+        let epoch = table.attrs.cache(&item, s).epoch();
         let ev = CompletionEvent {
             item: Some(&item),
             ..CompletionEvent::new(EventKind::Reset, key, s, epoch)

@@ -146,7 +146,7 @@ impl Publisher {
         }
         let status = ev
             .item
-            .map(|item| self.attrs.record(item, ev.set).status().as_str());
+            .map(|item| self.attrs.cache(item, ev.set).status().as_str());
         body["record"] = Json::Null;
         body["value"] = Json::Null;
         body["status"] = json!(status);

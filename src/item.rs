@@ -20,7 +20,7 @@ use std::fmt;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Map, Number, Value as Json};
 
-use crate::state::{Field, Record, Val};
+use crate::state::{Cache, Field, Val};
 
 /// An item as DynamoDB returns it.
 pub type Item = HashMap<String, AttributeValue>;
@@ -101,8 +101,8 @@ impl Attrs {
 
     /// Reads the cache record of `set` from `item`. Attributes of the
     /// wrong type read as absent.
-    pub fn record(&self, item: &Item, set: &str) -> Record {
-        let mut rec = Record::default();
+    pub fn cache(&self, item: &Item, set: &str) -> Cache {
+        let mut rec = Cache::default();
         for field in Field::ALL {
             let val = item.get(&self.name(set, field)).and_then(|av| match field {
                 Field::Value => Some(Val::Json(to_json(av))),
@@ -268,12 +268,12 @@ mod tests {
         item.insert("tc_s_epoch".into(), AttributeValue::N("4".into()));
         item.insert("tc_s_requestId".into(), AttributeValue::N("9".into()));
         item.insert("tc_s_value".into(), to_av(&json!({"x": 1})));
-        let rec = attrs.record(&item, "s");
+        let rec = attrs.cache(&item, "s");
         assert_eq!(rec.status, Some(crate::state::Status::Ready));
         assert_eq!(rec.epoch, Some(4));
         assert_eq!(rec.request_id, None);
         assert_eq!(rec.value, Some(json!({"x": 1})));
-        assert_eq!(attrs.record(&item, "other"), Record::default());
+        assert_eq!(attrs.cache(&item, "other"), Cache::default());
     }
 
     #[test]

@@ -188,7 +188,7 @@ async fn a_program_that_cannot_be_started_fails_the_request_after_one_attempt() 
     );
     let dead = env.wait_dlq(1, Duration::from_secs(30)).await;
     assert!(dead[0].1["error"].contains("Permission denied"), "{dead:?}");
-    let record = env.record("order#1", "summary").await;
+    let record = env.cache("order#1", "summary").await;
     assert_eq!(record.status().as_str(), "FAILED");
     assert_eq!(record.attempts(), 1, "{}", daemon.log_text());
     assert!(

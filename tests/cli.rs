@@ -149,7 +149,7 @@ async fn inspect_shows_the_cache_state_and_reset_makes_it_stale() {
 
     let (out, _) = run(&env, &["reset", "order#2", "--set", "summary"]);
     assert!(out.contains("epoch 8"), "{out}");
-    let r = env.record("order#2", "summary").await;
+    let r = env.cache("order#2", "summary").await;
     assert_eq!(r.status, Some(Status::Stale));
     assert_eq!(r.epoch, Some(8));
     assert_eq!(r.request_id, None);

@@ -78,8 +78,8 @@ async fn sigterm_with_slow_work_in_flight_exits_0_and_returns_the_work_at_once()
     let rid_a = env.send(&Env::request("slow#a", "summary")).await;
     let rid_b = env.send(&Env::request("slow#b", "summary")).await;
     wait_until("both runs to start", T, || async {
-        env.record("slow#a", "summary").await.status == Some(Status::Processing)
-            && env.record("slow#b", "summary").await.status == Some(Status::Processing)
+        env.cache("slow#a", "summary").await.status == Some(Status::Processing)
+            && env.cache("slow#b", "summary").await.status == Some(Status::Processing)
     })
     .await;
     let started = std::time::Instant::now();
@@ -109,7 +109,7 @@ async fn sigterm_with_slow_work_in_flight_exits_0_and_returns_the_work_at_once()
     // visibility timeout, and the leases were released.
     let (visible, _) = env.queue_depth().await;
     assert_eq!(visible, 2, "both messages are back on the queue");
-    assert_eq!(env.record("slow#a", "summary").await.lease_until, Some(0));
+    assert_eq!(env.cache("slow#a", "summary").await.lease_until, Some(0));
     let fast = Recorder::ok_after(Duration::ZERO);
     let w = Running::start(
         env.config(&["summary"]),

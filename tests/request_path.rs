@@ -72,7 +72,7 @@ async fn a_miss_runs_the_processor_once_and_publishes_ready_with_value_and_recor
     let job = rec.runs.lock().unwrap()[0].clone();
     assert_eq!(job.input, Some(json!({"lang": "en"})));
     assert_eq!(job.request_id, rid);
-    let r = env.record("order#2", "summary").await;
+    let r = env.cache("order#2", "summary").await;
     assert_eq!(r.status, Some(Status::Ready));
     assert_eq!(r.value, Some(json!({"epoch": 0, "n": 1})));
     assert_eq!(w.metric("claims_won", "summary"), 1);
@@ -105,7 +105,7 @@ async fn fifty_concurrent_requests_across_three_workers_run_the_processor_once()
         .map(|w| w.metric("claims_won", "summary"))
         .sum();
     assert_eq!(won, 1);
-    let r = env.record("cold#1", "summary").await;
+    let r = env.cache("cold#1", "summary").await;
     assert_eq!(r.status, Some(Status::Ready));
     for w in workers {
         w.stop();
@@ -126,7 +126,7 @@ async fn a_worker_that_dies_between_claim_and_commit_is_continued_by_the_redeliv
     let rid = env.send(&Env::request("order#3", "summary")).await;
     common::wait_until("the first run to start", T, || async { stuck.count() == 1 }).await;
     first.crash();
-    let r = env.record("order#3", "summary").await;
+    let r = env.cache("order#3", "summary").await;
     assert_eq!(r.status, Some(Status::Processing));
     assert_eq!(r.request_id.as_deref(), Some(rid.as_str()));
 
@@ -148,7 +148,7 @@ async fn a_worker_that_dies_between_claim_and_commit_is_continued_by_the_redeliv
         0,
         "continuing is not a new claim"
     );
-    let r = env.record("order#3", "summary").await;
+    let r = env.cache("order#3", "summary").await;
     assert_eq!(r.status, Some(Status::Ready));
     assert_eq!(r.attempts, Some(2));
     env.pull_events().await;
@@ -182,7 +182,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_owners_late_commit_is_reject
         Updated::Applied(_)
     ));
     // Wait for the ghost's lease plus the skew margin to pass.
-    let lease_until = env.record("order#4", "summary").await.lease_until.unwrap();
+    let lease_until = env.cache("order#4", "summary").await.lease_until.unwrap();
     let expired_at = lease_until + cfg.worker.clock_skew.as_millis() as i64 + 50;
     common::wait_until("the ghost's lease to lapse", T, || async {
         triggered_cache::clock::now_millis() > expired_at
@@ -194,7 +194,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_owners_late_commit_is_reject
     })
     .await;
     assert_eq!(w.metric("lease_takeovers", "summary"), 1);
-    let r = env.record("order#4", "summary").await;
+    let r = env.cache("order#4", "summary").await;
     assert_eq!(r.request_id.as_deref(), Some(rid.as_str()));
     assert_eq!(r.status, Some(Status::Ready));
     // The ghost wakes up and tries to commit its result: rejected.
@@ -207,13 +207,13 @@ async fn an_expired_lease_is_taken_over_and_the_old_owners_late_commit_is_reject
     let Updated::Rejected(now) = table.update(&key, &[("summary", &late)]).await.unwrap() else {
         panic!("the old owner's commit must be rejected");
     };
-    let now = table.attrs.record(&now, "summary");
+    let now = table.attrs.cache(&now, "summary");
     assert_eq!(
         state::classify_rejection(&now, "ghost", epoch),
         Rejected::TakenOver
     );
     assert_ne!(
-        env.record("order#4", "summary").await.value,
+        env.cache("order#4", "summary").await.value,
         Some(json!("stale ghost value"))
     );
     w.stop();

@@ -51,7 +51,7 @@ async fn a_retryable_failure_is_retried_after_a_backoff_then_succeeds() {
     assert_eq!(ready["value"]["n"], 2);
     assert_eq!(ready["requestId"], json!(rid));
     assert_eq!(rec.count(), 2);
-    let r = env.record("order#5", "summary").await;
+    let r = env.cache("order#5", "summary").await;
     assert_eq!(r.attempts, Some(2));
     assert_eq!(r.error, None);
     assert!(env.events_of("failed").is_empty());
@@ -91,7 +91,7 @@ async fn max_attempts_marks_failed_publishes_failed_and_dead_letters_the_request
     assert_eq!(dlq[0].1["sourceMessageId"], rid);
     env.wait_queue_empty(T).await;
     assert_eq!(rec.count(), 2);
-    let r = env.record("order#6", "summary").await;
+    let r = env.cache("order#6", "summary").await;
     assert_eq!(r.status, Some(Status::Failed));
     w.stop();
 }
@@ -132,7 +132,7 @@ async fn a_value_too_large_for_the_item_fails_with_a_clear_error() {
     let failed = evs.iter().find(|e| e["event"] == "failed").unwrap();
     let error = failed["error"].as_str().unwrap();
     assert!(error.contains("400 KB"), "{error}");
-    let r = env.record("order#8", "summary").await;
+    let r = env.cache("order#8", "summary").await;
     assert_eq!(r.status, Some(Status::Failed));
     assert!(r.error.unwrap().contains("400 KB"));
     env.wait_dlq(1, T).await;
@@ -158,7 +158,7 @@ async fn a_request_whose_every_attempt_crashes_its_worker_fails_after_max_attemp
         common::wait_until("the attempt to start", T, || async { p1.count() == 1 }).await;
         w.crash();
         assert_eq!(
-            env.record("order#p", "summary").await.attempts,
+            env.cache("order#p", "summary").await.attempts,
             Some(attempt)
         );
     }
@@ -211,7 +211,7 @@ async fn a_failed_request_with_its_own_request_id_runs_again_when_sent_again() {
     let dlq = env.wait_dlq(1, T).await;
     assert_eq!(dlq[0].1["deadLetterKind"], "failed");
     assert_eq!(
-        env.record("order#1", "summary").await.status,
+        env.cache("order#1", "summary").await.status,
         Some(Status::Failed)
     );
     assert_eq!(rec.count(), 1);
@@ -237,7 +237,7 @@ async fn a_failed_request_with_its_own_request_id_runs_again_when_sent_again() {
         "the failure is not announced again: {evs:#?}"
     );
     assert_eq!(
-        env.record("order#1", "summary").await.status,
+        env.cache("order#1", "summary").await.status,
         Some(Status::Ready)
     );
     env.wait_queue_empty(T).await;

@@ -1,7 +1,7 @@
 //! The real request path against a model of DynamoDB's conditional
 //! single-item writes, with no AWS: each simulated worker runs the real
 //! [`Handler`] (the order of the steps, `src/handler/`) and carries out its
-//! effects on an in-memory record (`Record::apply`: all or nothing, only if
+//! effects on an in-memory record (`Cache::apply`: all or nothing, only if
 //! the condition holds), as `worker/execute.rs` does against DynamoDB.
 //!
 //! Random interleavings of requests, retries with shared request ids,

@@ -1,11 +1,11 @@
 //! One test per row of DESIGN §4: what `state::decide_*` and the write
 //! functions do to a record, applied with DynamoDB's conditional-write
-//! semantics (`Record::apply`). The order of the steps around them is
+//! semantics (`Cache::apply`). The order of the steps around them is
 //! checked by the property test in tests/state_model.rs.
 
 use serde_json::json;
 use triggered_cache::state::{
-    self, ClaimReason, Clock, Decision, LeaveReason, Outcome, Record, Rejected, Run, Status,
+    self, Cache, ClaimReason, Clock, Decision, LeaveReason, Outcome, Rejected, Run, Status,
 };
 
 const LEASE: i64 = 3_000;
@@ -20,17 +20,17 @@ fn clock(now: i64) -> Clock {
     }
 }
 
-fn rec(status: Status) -> Record {
-    Record {
+fn rec(status: Status) -> Cache {
+    Cache {
         status: Some(status),
         epoch: Some(4),
-        ..Record::default()
+        ..Cache::default()
     }
 }
 
 /// Two claimants that read the same state: the first write wins, the
 /// second is rejected.
-fn exactly_one_claim_wins(r: &Record, now: i64) {
+fn exactly_one_claim_wins(r: &Cache, now: i64) {
     let Decision::Process { write: a, .. } = state::decide_request(r, "a", "a", &clock(now)) else {
         panic!("a claims")
     };
@@ -70,7 +70,7 @@ fn ready_past_its_ttl_is_claimed() {
 
 #[test]
 fn stale_absent_and_failed_are_claimed_by_exactly_one() {
-    for r in [rec(Status::Stale), Record::default(), rec(Status::Failed)] {
+    for r in [rec(Status::Stale), Cache::default(), rec(Status::Failed)] {
         assert!(matches!(
             state::decide_request(&r, "x", "x", &clock(0)),
             Decision::Process { .. }
@@ -172,7 +172,7 @@ fn ready_or_failed_with_the_own_request_id_republishes() {
 /// same `requestId` (a redrive, a producer's retry) runs again.
 #[test]
 fn failed_is_retried_by_a_new_message_with_the_same_request_id() {
-    let mut r = Record::default();
+    let mut r = Cache::default();
     let Decision::Process { write, epoch, .. } =
         state::decide_request(&r, "own-rid", "msg-1", &clock(0))
     else {

@@ -208,7 +208,7 @@ async fn stream_records_reset_exactly_the_mapped_caches() {
     let dlq = env.wait_dlq(1, T).await;
     assert!(dlq[0].1["error"].contains("Keys.orderId"), "{:?}", dlq[0].1);
     env.wait_queue_empty(T).await;
-    let r = |pk: &'static str, set: &'static str| env.record(pk, set);
+    let r = |pk: &'static str, set: &'static str| env.cache(pk, set);
     let s1 = r("order#1", "summary").await;
     let v1 = r("order#1", "status-view").await;
     let s2 = r("order#2", "summary").await;
@@ -299,7 +299,7 @@ async fn a_trigger_wrapped_in_an_sns_notification_is_applied() {
     env.wait_events("the reset", T, |e| count(e, "reset") == 1)
         .await;
     assert_eq!(
-        env.record("order#9", "summary").await.status,
+        env.cache("order#9", "summary").await.status,
         Some(Status::Stale)
     );
     w.stop();
@@ -348,14 +348,14 @@ async fn a_dependency_trigger_resets_exactly_its_dependents_and_dropped_edges_ar
     env.wait_events("200 resets", T, |e| count(e, "reset") == 200)
         .await;
     for i in [0, 57, 199] {
-        let r = env.record(&format!("item#{i}"), "summary").await;
+        let r = env.cache(&format!("item#{i}"), "summary").await;
         assert_eq!(
             (r.status, r.epoch),
             (Some(Status::Stale), Some(1)),
             "item#{i}"
         );
     }
-    let other = env.record("other#1", "summary").await;
+    let other = env.cache("other#1", "summary").await;
     assert_eq!(
         other.status,
         Some(Status::Ready),
@@ -392,13 +392,13 @@ async fn a_dependency_trigger_resets_exactly_its_dependents_and_dropped_edges_ar
     env.wait_events("199 more resets", T, |e| count(e, "reset") == 399)
         .await;
     env.wait_queue_empty(T).await;
-    let r0 = env.record("item#0", "summary").await;
+    let r0 = env.cache("item#0", "summary").await;
     assert_eq!(
         r0.status,
         Some(Status::Ready),
         "item#0 no longer depends on product#A"
     );
-    let r1 = env.record("item#1", "summary").await;
+    let r1 = env.cache("item#1", "summary").await;
     assert_eq!(r1.epoch, Some(2));
     w.stop();
 }

@@ -64,7 +64,7 @@ async fn a_trigger_during_processing_never_lets_the_stale_result_become_ready() 
         .wait_events("a ready event", T, |e| count(e, "ready") >= 1)
         .await;
     env.wait_queue_empty(T).await;
-    let r = env.record("order#1", "summary").await;
+    let r = env.cache("order#1", "summary").await;
     assert_eq!(r.status, Some(Status::Ready));
     assert_eq!(r.epoch, Some(1));
     assert_eq!(
@@ -99,7 +99,7 @@ async fn requests_during_a_trigger_flow_wait_and_are_answered_by_one_run_after_i
         .await;
     env.wait_queue_empty(T).await;
     assert_eq!(rec.count(), 0, "no processing while the flow runs");
-    let r = env.record("order#2", "summary").await;
+    let r = env.cache("order#2", "summary").await;
     assert_eq!(r.status, Some(Status::Triggered));
     let parked = r
         .awaiting
@@ -114,7 +114,7 @@ async fn requests_during_a_trigger_flow_wait_and_are_answered_by_one_run_after_i
     env.pull_events().await;
     assert_eq!(env.events_of("ready").len(), 1);
     assert_eq!(env.events_of("hit").len(), 0);
-    let r = env.record("order#2", "summary").await;
+    let r = env.cache("order#2", "summary").await;
     assert_eq!(r.status, Some(Status::Ready));
     assert_eq!(r.awaiting, None);
     w.stop();
@@ -136,7 +136,7 @@ async fn a_late_trigger_end_of_an_older_flow_is_ignored() {
     env.send(&flow("trigger_end", "order#3", "summary", "old"))
         .await;
     env.wait_queue_empty(T).await;
-    let r = env.record("order#3", "summary").await;
+    let r = env.cache("order#3", "summary").await;
     assert_eq!(
         r.status,
         Some(Status::Triggered),
@@ -146,7 +146,7 @@ async fn a_late_trigger_end_of_an_older_flow_is_ignored() {
     env.send(&flow("trigger_end", "order#3", "summary", "new"))
         .await;
     wait_until("the flow to end", T, || async {
-        env.record("order#3", "summary").await.status == Some(Status::Stale)
+        env.cache("order#3", "summary").await.status == Some(Status::Stale)
     })
     .await;
     assert_eq!(rec.count(), 0, "nothing was parked, nothing runs");
@@ -156,7 +156,7 @@ async fn a_late_trigger_end_of_an_older_flow_is_ignored() {
     env.send(&flow("trigger_start", "order#3", "summary", "new"))
         .await;
     env.wait_queue_empty(T).await;
-    let r = env.record("order#3", "summary").await;
+    let r = env.cache("order#3", "summary").await;
     assert_eq!(r.status, Some(Status::Stale), "the ended flow stays ended");
     assert_eq!(r.ended_trigger_id.as_deref(), Some("new"));
     env.send(&Env::request("order#3", "summary")).await;
@@ -177,7 +177,7 @@ async fn a_trigger_flow_that_never_ends_stops_blocking_at_its_deadline() {
     env.wait_events("the reset event", T, |e| count(e, "reset") == 1)
         .await;
     let deadline = env
-        .record("order#4", "summary")
+        .cache("order#4", "summary")
         .await
         .trigger_deadline
         .unwrap();
@@ -209,8 +209,8 @@ async fn two_sets_on_one_item_are_independent_and_star_resets_both() {
     env.send(&trigger("order#5", "summary")).await;
     env.wait_events("the reset of summary", T, |e| count(e, "reset") == 1)
         .await;
-    let summary = env.record("order#5", "summary").await;
-    let invoice = env.record("order#5", "invoice").await;
+    let summary = env.cache("order#5", "summary").await;
+    let invoice = env.cache("order#5", "invoice").await;
     assert_eq!(summary.status, Some(Status::Stale));
     assert_eq!(summary.epoch, Some(1));
     assert_eq!(
@@ -238,10 +238,10 @@ async fn two_sets_on_one_item_are_independent_and_star_resets_both() {
         sets.contains(&"summary") && sets.contains(&"invoice"),
         "{sets:?}"
     );
-    assert_eq!(env.record("order#5", "summary").await.epoch, Some(2));
-    assert_eq!(env.record("order#5", "invoice").await.epoch, Some(1));
+    assert_eq!(env.cache("order#5", "summary").await.epoch, Some(2));
+    assert_eq!(env.cache("order#5", "invoice").await.epoch, Some(1));
     assert_eq!(
-        env.record("order#5", "invoice").await.status,
+        env.cache("order#5", "invoice").await.status,
         Some(Status::Stale)
     );
     w.stop();
@@ -260,7 +260,7 @@ async fn ready_older_than_the_ttl_is_reprocessed_by_the_next_request() {
     env.send(&Env::request("order#6", "summary")).await;
     env.wait_events("a hit within the ttl", T, |e| count(e, "hit") == 1)
         .await;
-    let ready_at = env.record("order#6", "summary").await.ready_at.unwrap();
+    let ready_at = env.cache("order#6", "summary").await.ready_at.unwrap();
     wait_until("the ttl to pass", T, || async {
         now_millis() > ready_at + 2000
     })

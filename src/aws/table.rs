@@ -286,17 +286,17 @@ impl Expression {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{self, Field, Record, Status, Val};
+    use crate::state::{self, Cache, Field, Status, Val};
 
     #[test]
     fn claim_becomes_one_update_with_the_read_state_as_condition() {
         let attrs = Attrs {
             prefix: "triggeredCache".into(),
         };
-        let rec = Record {
+        let rec = Cache {
             status: Some(Status::Stale),
             epoch: Some(3),
-            ..Record::default()
+            ..Cache::default()
         };
         let clock = state::Clock {
             now: 1000,

@@ -5,19 +5,19 @@ use serde_json::Value as Json;
 
 use super::{Answer, Disposition, Effect, Input, Note, Policy, Step, Subject, error_backoff};
 use crate::config::EventKind;
-use crate::state::{self, Clock, Decision, Outcome, Record, Run, Status};
+use crate::state::{self, Cache, Clock, Decision, Outcome, Run, Status};
 
 /// Which write is in flight.
 #[derive(Clone, Debug)]
 pub(super) enum Phase {
     Reading,
-    Adopting(Record),
-    Parking(Record),
+    Adopting(Cache),
+    Parking(Cache),
     Unblocking,
     Claiming {
         epoch: i64,
         run: Run,
-        read: Record,
+        read: Cache,
     },
     Running {
         epoch: i64,
@@ -178,7 +178,7 @@ impl Handler {
     }
 
     /// Decides on a record as read (first, or after the state moved).
-    pub(super) fn decide(&mut self, rec: Record, clock: &Clock) -> Effect {
+    pub(super) fn decide(&mut self, rec: Cache, clock: &Clock) -> Effect {
         if self.decisions >= self.policy.max_rehandles {
             self.notes.push(Note::KeptMoving {
                 rehandles: self.policy.max_rehandles,
@@ -204,7 +204,7 @@ impl Handler {
         self.decide_on(rec, clock)
     }
 
-    fn decide_on(&mut self, rec: Record, clock: &Clock) -> Effect {
+    fn decide_on(&mut self, rec: Cache, clock: &Clock) -> Effect {
         let decision = match &self.subject {
             Subject::Request { message_id, .. } => {
                 state::decide_request(&rec, &self.rid, message_id, clock)

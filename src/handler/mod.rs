@@ -29,7 +29,7 @@ pub use notes::Note;
 
 use crate::config::EventKind;
 use crate::processor::{Output, ProcessError};
-use crate::state::{Record, Write};
+use crate::state::{Cache, Write};
 
 /// What the pool does with a message once its handler returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,14 +85,14 @@ pub enum Subject {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
     /// [`Effect::Read`]: the record as read (absent item: default).
-    Read(Record),
+    Read(Cache),
     /// [`Effect::Adopt`]: whether the owner's request joined this one.
     Adopted(bool),
     /// A write ([`Effect::Write`], [`Effect::Commit`]) held; the record
     /// after it.
-    Applied(Record),
+    Applied(Cache),
     /// A write's condition failed; the record as it is now.
-    Rejected(Record),
+    Rejected(Cache),
     /// [`Effect::Commit`]: the value cannot be stored (the reason).
     TooLarge(String),
     /// [`Effect::Run`]: the processor's answer (a timeout is a retryable
@@ -100,7 +100,7 @@ pub enum Input {
     Ran(Result<Output, ProcessError>),
     /// [`Effect::Run`]: a lease renewal was rejected during the run; the
     /// record as it is now.
-    Invalidated(Record),
+    Invalidated(Cache),
     /// [`Effect::Publish`]: the event is out.
     Published,
 }

@@ -7,7 +7,7 @@ use super::machine::{Handler, OwnerWrite, Phase};
 use super::{Answer, Disposition, Effect, Note, Subject};
 use crate::config::EventKind;
 use crate::processor::{Output, ProcessError};
-use crate::state::{self, Clock, Record, Rejected, Run};
+use crate::state::{self, Cache, Clock, Rejected, Run};
 
 impl Handler {
     /// The claim (or the owner's continuation) holds: run the processor,
@@ -16,8 +16,8 @@ impl Handler {
         &mut self,
         epoch: i64,
         run: Run,
-        read: &Record,
-        claimed: &Record,
+        read: &Cache,
+        claimed: &Cache,
     ) -> Effect {
         self.notes.push(match run {
             Run::Claim(reason) => Note::ClaimWon {
@@ -180,7 +180,7 @@ impl Handler {
     /// A write of the run's owner was rejected: either the run was
     /// invalidated (decide again) or another request took over (discard
     /// quietly: its event answers).
-    pub(super) fn rejected(&mut self, epoch: i64, now: Record, clock: &Clock) -> Effect {
+    pub(super) fn rejected(&mut self, epoch: i64, now: Cache, clock: &Clock) -> Effect {
         match state::classify_rejection(&now, &self.rid, epoch) {
             Rejected::TakenOver => {
                 self.notes.push(Note::TakenOver {

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::state::{ClaimReason, Record, Status};
+use crate::state::{Cache, ClaimReason, Status};
 
 const NOW: i64 = 1_000_000;
 
@@ -37,7 +37,7 @@ fn request(rid: &str) -> Subject {
 }
 
 /// Feeds `input`, applying a write's effect to `store` as DynamoDB would.
-fn apply(h: &mut Handler, store: &mut Record, effect: &Effect) -> Step {
+fn apply(h: &mut Handler, store: &mut Cache, effect: &Effect) -> Step {
     let input = match effect {
         Effect::Read => Input::Read(store.clone()),
         Effect::Write(w) | Effect::Commit { write: w, .. } => {
@@ -55,7 +55,7 @@ fn apply(h: &mut Handler, store: &mut Record, effect: &Effect) -> Step {
 
 #[test]
 fn a_miss_claims_runs_commits_publishes_ready_and_deletes() {
-    let mut store = Record::default();
+    let mut store = Cache::default();
     let mut h = Handler::new(policy(3), request("r1"));
     let claim = apply(&mut h, &mut store, &Effect::Read);
     assert_eq!(claim.notes, vec![Note::Miss]);
@@ -96,7 +96,7 @@ fn a_miss_claims_runs_commits_publishes_ready_and_deletes() {
 
 #[test]
 fn a_retryable_failure_holds_the_lease_and_retries_after_the_backoff() {
-    let mut store = Record::default();
+    let mut store = Cache::default();
     let mut h = Handler::new(policy(3), request("r1"));
     let claim = apply(&mut h, &mut store, &Effect::Read);
     apply(&mut h, &mut store, &claim.effect);
@@ -115,7 +115,7 @@ fn a_retryable_failure_holds_the_lease_and_retries_after_the_backoff() {
 
 #[test]
 fn the_last_attempt_fails_and_dead_letters_with_the_failed_event() {
-    let mut store = Record::default();
+    let mut store = Cache::default();
     let mut h = Handler::new(policy(1), request("r1"));
     let claim = apply(&mut h, &mut store, &Effect::Read);
     apply(&mut h, &mut store, &claim.effect);
@@ -142,13 +142,13 @@ fn the_last_attempt_fails_and_dead_letters_with_the_failed_event() {
 
 #[test]
 fn a_redelivery_past_max_attempts_fails_without_running() {
-    let mut store = Record {
+    let mut store = Cache {
         status: Some(Status::Processing),
         epoch: Some(0),
         request_id: Some("r1".into()),
         attempts: Some(2),
         lease_until: Some(NOW - 10_000),
-        ..Record::default()
+        ..Cache::default()
     };
     let mut h = Handler::new(policy(2), request("r1"));
     let cont = apply(&mut h, &mut store, &Effect::Read);
@@ -168,12 +168,12 @@ fn a_redelivery_past_max_attempts_fails_without_running() {
 
 #[test]
 fn a_follower_that_owns_the_run_is_adopted() {
-    let store = Record {
+    let store = Cache {
         status: Some(Status::Processing),
         request_id: Some("owner".into()),
         lease_until: Some(NOW + 60_000),
         attempts: Some(1),
-        ..Record::default()
+        ..Cache::default()
     };
     let mut h = Handler::new(policy(3), request("r1"));
     let adopt = h.next(Input::Read(store.clone()), &clock());
@@ -195,13 +195,13 @@ fn a_follower_that_owns_the_run_is_adopted() {
 
 #[test]
 fn a_trigger_end_that_claims_is_handled_again_as_its_parked_request() {
-    let mut store = Record {
+    let mut store = Cache {
         status: Some(Status::Triggered),
         epoch: Some(3),
         trigger_id: Some("t".into()),
         trigger_deadline: Some(NOW + 60_000),
         awaiting: Some("parked".into()),
-        ..Record::default()
+        ..Cache::default()
     };
     let subject = Subject::TriggerEnd {
         trigger_id: "t".into(),
@@ -221,7 +221,7 @@ fn a_trigger_end_that_claims_is_handled_again_as_its_parked_request() {
 
 #[test]
 fn a_state_that_keeps_moving_leaves_the_message_for_later() {
-    let store = Record::default();
+    let store = Cache::default();
     let mut h = Handler::new(policy(3), request("r1"));
     let mut step = h.next(Input::Read(store.clone()), &clock());
     for _ in 0..2 {

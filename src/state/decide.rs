@@ -3,7 +3,7 @@
 //!
 //! Each `decide_*` function is one message type's row group of DESIGN §4.
 //! A decision that changes state carries exactly one conditional [`Write`]:
-//! a claim is fenced by the whole state that was read ([`Record::fence`]),
+//! a claim is fenced by the whole state that was read ([`Cache::fence`]),
 //! so of several workers that read the same state exactly one wins; a
 //! trigger is unconditional, so that it always invalidates a run in flight.
 //! Nothing here performs the write or reads the clock: the worker does
@@ -11,7 +11,7 @@
 //! record.
 
 use super::writes::owner;
-use super::{Clock, Cond, Field, Op, Record, Status, Val, Write};
+use super::{Cache, Clock, Cond, Field, Op, Status, Val, Write};
 
 /// Why a request (or a trigger end) starts a processing run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,17 +74,17 @@ pub enum Decision {
     Leave(LeaveReason),
 }
 
-fn lease_expired(rec: &Record, clock: &Clock) -> bool {
+fn lease_expired(rec: &Cache, clock: &Clock) -> bool {
     rec.lease_until
         .is_none_or(|until| clock.now > until.saturating_add(clock.skew))
 }
 
-fn deadline_passed(rec: &Record, clock: &Clock) -> bool {
+fn deadline_passed(rec: &Cache, clock: &Clock) -> bool {
     rec.trigger_deadline
         .is_none_or(|deadline| clock.now > deadline.saturating_add(clock.skew))
 }
 
-fn ttl_expired(rec: &Record, clock: &Clock) -> bool {
+fn ttl_expired(rec: &Cache, clock: &Clock) -> bool {
     match (clock.ttl, rec.ready_at) {
         (Some(ttl), Some(at)) => clock.now >= at.saturating_add(ttl),
         (Some(_), None) => true,
@@ -94,7 +94,7 @@ fn ttl_expired(rec: &Record, clock: &Clock) -> bool {
 
 /// The claim: `PROCESSING` owned by `rid` with a fresh lease, only if the
 /// state is still what was read.
-fn claim(rec: &Record, rid: &str, clock: &Clock, reason: ClaimReason) -> Decision {
+fn claim(rec: &Cache, rid: &str, clock: &Clock, reason: ClaimReason) -> Decision {
     let epoch = rec.epoch();
     let write = Write {
         conds: rec.fence(),
@@ -117,7 +117,7 @@ fn claim(rec: &Record, rid: &str, clock: &Clock, reason: ClaimReason) -> Decisio
     }
 }
 
-fn continue_run(rec: &Record, rid: &str, clock: &Clock) -> Decision {
+fn continue_run(rec: &Cache, rid: &str, clock: &Clock) -> Decision {
     let epoch = rec.epoch();
     Decision::Process {
         write: Write {
@@ -137,13 +137,13 @@ fn continue_run(rec: &Record, rid: &str, clock: &Clock) -> Decision {
 /// dead-lettering the message) re-publishes the `failed` event. Any other
 /// message claims, even with the same request id (DESIGN §4: `FAILED` →
 /// claim): a redrive or a producer's retry is a new attempt.
-fn failed_by(rec: &Record, message_id: &str) -> bool {
+fn failed_by(rec: &Cache, message_id: &str) -> bool {
     rec.failed_message_id.as_deref() == Some(message_id)
 }
 
 /// What a `request` with request id `rid`, carried by the SQS message
 /// `message_id`, does to the record as read (DESIGN §4, request).
-pub fn decide_request(rec: &Record, rid: &str, message_id: &str, clock: &Clock) -> Decision {
+pub fn decide_request(rec: &Cache, rid: &str, message_id: &str, clock: &Clock) -> Decision {
     let own = rec.request_id.as_deref() == Some(rid);
     match rec.status() {
         Status::Ready if own => Decision::Republish(Outcome::Ready),
@@ -175,7 +175,7 @@ pub fn decide_request(rec: &Record, rid: &str, message_id: &str, clock: &Clock) 
 /// for `rid` in the same write, so its redeliveries continue like a
 /// request's; a redelivery after its run was reset by a trigger finds
 /// `endedTriggerId` and is decided as the request it carries.
-pub fn decide_trigger_end(rec: &Record, trigger_id: &str, rid: &str, clock: &Clock) -> Decision {
+pub fn decide_trigger_end(rec: &Cache, trigger_id: &str, rid: &str, clock: &Clock) -> Decision {
     let own = rec.request_id.as_deref() == Some(rid);
     match rec.status() {
         Status::Processing if own => return continue_run(rec, rid, clock),
@@ -232,7 +232,7 @@ fn reset_ops(status: Status) -> Vec<Op> {
 }
 
 /// Whether a trigger flow is running and still blocks reprocessing.
-fn flow_running(rec: &Record, clock: &Clock) -> bool {
+fn flow_running(rec: &Cache, clock: &Clock) -> bool {
     rec.status() == Status::Triggered && rec.trigger_id.is_some() && !deadline_passed(rec, clock)
 }
 
@@ -241,7 +241,7 @@ fn flow_running(rec: &Record, clock: &Clock) -> bool {
 /// one exception: while a trigger flow runs, the cache is already reset and
 /// blocked, so the trigger only moves the epoch and the flow (with its
 /// parked request) carries on; that write holds only while the flow runs.
-pub fn decide_trigger(rec: &Record, clock: &Clock) -> Write {
+pub fn decide_trigger(rec: &Cache, clock: &Clock) -> Write {
     if flow_running(rec, clock) {
         let tid = rec.trigger_id.clone().unwrap_or_default();
         return Write {
@@ -272,7 +272,7 @@ pub fn trigger() -> Write {
 /// last (`endedTriggerId`: a redelivery after the end, or a late copy)
 /// changes nothing either, also when the end lands between read and write. A request parked in an earlier flow
 /// stays parked and is answered when this one ends.
-pub fn decide_trigger_start(rec: &Record, trigger_id: &str, deadline: i64) -> Option<Write> {
+pub fn decide_trigger_start(rec: &Cache, trigger_id: &str, deadline: i64) -> Option<Write> {
     if rec.status() == Status::Triggered && rec.trigger_id.as_deref() == Some(trigger_id) {
         return None;
     }

@@ -1,12 +1,12 @@
 //! The triggered-cache state machine, pure.
 //!
 //! Everything the daemon decides about one cache set of one item lives here:
-//! given the [`Record`] as it was read (strongly consistent) and what the
+//! given the [`Cache`] as it was read (strongly consistent) and what the
 //! message asks for, a `decide_*` function returns a [`Decision`], which
 //! carries the single conditional [`Write`] to perform next. Nothing here
 //! talks to AWS: the table adapter translates a [`Write`] into one
 //! `UpdateItem` (its `ops` become the update expression, its `conds` the
-//! condition expression), and [`Record::apply`] gives the same semantics in
+//! condition expression), and [`Cache::apply`] gives the same semantics in
 //! memory so that the property tests can check the invariants of DESIGN §5
 //! against a model of DynamoDB's conditional writes.
 //!
@@ -17,10 +17,14 @@
 //! never come back to exactly what was read (no ABA), and of several
 //! concurrent claimants that read the same state exactly one wins.
 //!
+//! Names: the [`Cache`] is the state of one triggered cache (one set of one
+//! item) as read; "record" means the whole item, as DESIGN and the
+//! processor's job and the completion events use the word.
+//!
 //! The module is in three parts, so that each reads on its own:
 //! - here, the write model: the fields of a cache set ([`Field`]), the
-//!   [`Record`] as read, a [`Write`] of [`Op`]s under [`Cond`]s, and
-//!   [`Record::apply`], the in-memory model of one conditional write;
+//!   [`Cache`] as read, a [`Write`] of [`Op`]s under [`Cond`]s, and
+//!   [`Cache::apply`], the in-memory model of one conditional write;
 //! - `decide.rs`: what a message does to the record as read (the rows of
 //!   DESIGN §4), the only place where a claim, a park or a reset is decided;
 //! - `writes.rs`: the writes of the owner of a run (renew, commit, retry
@@ -193,7 +197,7 @@ pub struct Write {
 
 /// The cache state of one set of one item, as read.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Record {
+pub struct Cache {
     pub status: Option<Status>,
     pub epoch: Option<i64>,
     pub request_id: Option<String>,
@@ -209,7 +213,7 @@ pub struct Record {
     pub failed_message_id: Option<String>,
 }
 
-impl Record {
+impl Cache {
     /// The status, with absent read as `STALE`.
     pub fn status(&self) -> Status {
         self.status.unwrap_or(Status::Stale)

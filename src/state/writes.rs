@@ -9,7 +9,7 @@
 
 use serde_json::Value as Json;
 
-use super::{Clock, Cond, Field, Op, Record, Status, Val, Write};
+use super::{Cache, Clock, Cond, Field, Op, Status, Val, Write};
 
 /// The condition that `rid` still owns the run for `epoch`.
 pub fn owner(rid: &str, epoch: i64) -> Vec<Cond> {
@@ -96,7 +96,7 @@ pub enum Rejected {
     TakenOver,
 }
 
-pub fn classify_rejection(now: &Record, rid: &str, epoch: i64) -> Rejected {
+pub fn classify_rejection(now: &Cache, rid: &str, epoch: i64) -> Rejected {
     if now.epoch() == epoch && now.request_id.as_deref().is_some_and(|r| r != rid) {
         Rejected::TakenOver
     } else {

@@ -55,7 +55,7 @@ impl Worker {
                 Effect::Settle(disposition) => return Ok(disposition),
                 Effect::Read => {
                     item = self.table.get(ex.key).await?;
-                    Input::Read(self.record(&item, ex.set))
+                    Input::Read(self.cache(&item, ex.set))
                 }
                 Effect::Adopt { owner } => {
                     let me = handler.request_id();
@@ -86,7 +86,7 @@ impl Worker {
                         Ran::Answered(result) => Input::Ran(result),
                         Ran::Invalidated(now) => {
                             item = now;
-                            Input::Invalidated(self.record(&item, ex.set))
+                            Input::Invalidated(self.cache(&item, ex.set))
                         }
                     }
                 }
@@ -106,8 +106,8 @@ impl Worker {
         }
     }
 
-    fn record(&self, item: &Item, set: &str) -> crate::state::Record {
-        self.table.attrs.record(item, set)
+    fn cache(&self, item: &Item, set: &str) -> crate::state::Cache {
+        self.table.attrs.cache(item, set)
     }
 
     async fn write(
@@ -121,7 +121,7 @@ impl Worker {
             Updated::Rejected(now) => (now, false),
         };
         *item = updated;
-        let rec = self.record(item, ex.set);
+        let rec = self.cache(item, ex.set);
         Ok(if applied {
             Input::Applied(rec)
         } else {
@@ -205,11 +205,11 @@ impl Worker {
                     warn!(error = %crate::aws::error_message(&e), "could not remove dependency edges no longer reported; they cost extra resets only");
                 }
                 *item = new;
-                Ok(Input::Applied(self.record(item, set)))
+                Ok(Input::Applied(self.cache(item, set)))
             }
             Ok(Updated::Rejected(now)) => {
                 *item = now;
-                Ok(Input::Rejected(self.record(item, set)))
+                Ok(Input::Rejected(self.cache(item, set)))
             }
             Err(TableError::TooLarge(msg)) => Ok(Input::TooLarge(format!(
                 "the value does not fit the item: {msg}"

@@ -128,7 +128,7 @@ impl Worker {
             let writes: Vec<(String, state::Write)> = names
                 .iter()
                 .map(|set| {
-                    let rec = self.table.attrs.record(&item, set);
+                    let rec = self.table.attrs.cache(&item, set);
                     (
                         set.clone(),
                         state::decide_trigger(&rec, &self.clock(&self.cfg.sets[set])),
@@ -140,7 +140,7 @@ impl Worker {
             match self.table.update(key, &refs).await? {
                 Updated::Applied(new) => {
                     for set in &names {
-                        let rec = self.table.attrs.record(&new, set);
+                        let rec = self.table.attrs.cache(&new, set);
                         TriggerEvent::Reset {
                             set,
                             epoch: rec.epoch(),
@@ -170,7 +170,7 @@ impl Worker {
     ) -> anyhow::Result<Disposition> {
         let set_cfg = &self.cfg.sets[set];
         let item = self.table.get(key).await?;
-        let rec = self.table.attrs.record(&item, set);
+        let rec = self.table.attrs.cache(&item, set);
         let deadline = now_millis() + set_cfg.trigger_timeout.as_millis() as i64;
         let Some(write) = state::decide_trigger_start(&rec, trigger_id, deadline) else {
             TriggerEvent::FlowAlreadyStarted { trigger_id }.emit(&self.metrics);
@@ -178,7 +178,7 @@ impl Worker {
         };
         match self.table.update(key, &[(set, &write)]).await? {
             Updated::Applied(new) => {
-                let rec = self.table.attrs.record(&new, set);
+                let rec = self.table.attrs.cache(&new, set);
                 TriggerEvent::FlowStarted {
                     set,
                     trigger_id,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value as Json;
 use triggered_cache::item::{Attrs, Item};
-use triggered_cache::state::Record;
+use triggered_cache::state::Cache;
 
 use super::Env;
 
@@ -28,11 +28,11 @@ impl Env {
             .unwrap_or_default()
     }
 
-    pub async fn record(&self, pk: &str, set: &str) -> Record {
+    pub async fn cache(&self, pk: &str, set: &str) -> Cache {
         Attrs {
             prefix: "triggeredCache".into(),
         }
-        .record(&self.item(pk).await, set)
+        .cache(&self.item(pk).await, set)
     }
 
     pub async fn scan_count(&self) -> i32 {

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 
 use triggered_cache::handler::{Effect, Handler, Policy, Subject};
-use triggered_cache::state::{self, Clock, Record, Status};
+use triggered_cache::state::{self, Cache, Clock, Status};
 
 pub(crate) const LEASE: i64 = 3_000;
 pub(crate) const SKEW: i64 = 200;
@@ -107,7 +107,7 @@ pub(crate) fn op() -> impl Strategy<Value = Op> {
 }
 
 pub(crate) struct World {
-    pub(crate) store: Record,
+    pub(crate) store: Cache,
     pub(crate) now: i64,
     pub(crate) step: usize,
     pub(crate) msgs: Vec<Msg>,
@@ -146,7 +146,7 @@ pub(crate) fn policy() -> Policy {
 impl World {
     pub(crate) fn new() -> World {
         World {
-            store: Record::default(),
+            store: Cache::default(),
             now: 1_000_000,
             step: 0,
             msgs: vec![],
