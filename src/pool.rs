@@ -32,6 +32,8 @@ use crate::handler::{Disposition, error_backoff};
 use crate::health::Health;
 use crate::heartbeat::{Beats, Heartbeat};
 use crate::metrics::Metrics;
+
+mod slots;
 use crate::observe::PoolEvent;
 
 /// Handles one message and says what to do with it; the message's
@@ -57,6 +59,7 @@ pub struct Settings {
     pub concurrency: u32,
     pub pollers: u32,
     pub receive_batch_size: u32,
+    pub receive_linger: Duration,
     pub wait_time: Duration,
     pub visibility_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -173,16 +176,11 @@ async fn poll<H: Handle>(
         if *stop.borrow() {
             return;
         }
-        let mut permits = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
+        let total = pool.settings.concurrency as usize;
+        let linger = pool.settings.receive_linger;
+        let Some(mut permits) = slots::take(&slots, total, batch, linger, &mut stop).await else {
+            return;
         };
-        while permits.num_permits() < batch {
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => permits.merge(p),
-                Err(_) => break,
-            }
-        }
         let want = permits.num_permits() as i32;
         // A receive in progress is not cancelled on shutdown: SQS may
         // already have handed us messages, which would then stay invisible

@@ -160,6 +160,7 @@ impl Worker {
                 concurrency: w.concurrency,
                 pollers: sqs.pollers,
                 receive_batch_size: sqs.receive_batch_size,
+                receive_linger: sqs.receive_linger,
                 wait_time: sqs.wait_time,
                 visibility_timeout: sqs.visibility_timeout,
                 shutdown_grace: w.shutdown_grace,

@@ -43,6 +43,11 @@ pub struct SqsConfig {
     pub wait_time: Duration,
     /// Messages per receive (1 to 10); never more than free in-flight slots.
     pub receive_batch_size: u32,
+    /// While work is in flight and fewer slots than a batch are free, how
+    /// long a poller waits for more to free up before it receives, so that
+    /// receives return full batches instead of one message per freed slot.
+    #[serde(with = "humantime_serde")]
+    pub receive_linger: Duration,
     /// The visibility timeout given to received messages; extended on every
     /// heartbeat while a message is in flight.
     #[serde(with = "humantime_serde")]
@@ -58,6 +63,7 @@ impl Default for SqsConfig {
             dlq_url: String::new(),
             wait_time: Duration::from_secs(20),
             receive_batch_size: 10,
+            receive_linger: Duration::from_millis(20),
             visibility_timeout: Duration::from_secs(60),
             pollers: 2,
         }

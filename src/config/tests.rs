@@ -89,6 +89,7 @@ fn bad_values_are_refused_with_the_key() {
     let cases: &[(&str, &str)] = &[
         ("[sqs]\nreceive_batch_size = 11", "sqs.receive_batch_size"),
         ("[sqs]\nwait_time = \"21s\"", "sqs.wait_time"),
+        ("[sqs]\nreceive_linger = \"2s\"", "sqs.receive_linger"),
         (
             "[worker]\nheartbeat_interval = \"10s\"\nlease_duration = \"20s\"",
             "worker.lease_duration",
@@ -365,7 +366,7 @@ fn each_serde_problem_names_the_full_key() {
         (
             MINIMAL.replace("[sqs]\n", "[sqs]\nqueue_urll = \"x\"\n"),
             &[],
-            "config key sqs.queue_urll is not a known key; expected one of `queue_url`, `dlq_url`, `wait_time`, `receive_batch_size`, `visibility_timeout`, `pollers` (remove it or fix its spelling)",
+            "config key sqs.queue_urll is not a known key; expected one of `queue_url`, `dlq_url`, `wait_time`, `receive_batch_size`, `receive_linger`, `visibility_timeout`, `pollers` (remove it or fix its spelling)",
         ),
         (
             format!("{MINIMAL}\n[[streams]]\ntable = \"orders\"\ntabel = \"x\"\n"),

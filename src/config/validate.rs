@@ -107,6 +107,12 @@ impl Config {
                 format!("is {}, must be 1 to 10", self.sqs.receive_batch_size),
             );
         }
+        if self.sqs.receive_linger > Duration::from_secs(1) {
+            bad(
+                "sqs.receive_linger",
+                "must be at most 1s (it delays receives while work is in flight)".into(),
+            );
+        }
         if self.sqs.wait_time > Duration::from_secs(20) {
             bad("sqs.wait_time", "must be at most 20s".into());
         }
