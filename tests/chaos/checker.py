@@ -38,13 +38,16 @@ The invariants as checked:
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections import Counter, defaultdict
-from datetime import datetime
 from pathlib import Path
 
-PREFIX = "triggeredCache"
+# The checks, by what they read (the code that reads a run directory is in
+# checker_runfiles.py):
+from checker_outcomes import OutcomeChecks  # invariants 2, 3, 4; the DLQ
+from checker_runfiles import load
+from checker_runs import RunChecks  # invariants 1 and 5
+
 LOG_PATHS = {
     "lease takeovers": "lease takeover: the owner's lease had lapsed",
     "stale results discarded (trigger during a run)": "a trigger landed during the run",
@@ -63,34 +66,9 @@ LOG_PATHS = {
 }
 
 
-def load(path: Path) -> list[dict]:
-    out = []
-    if not path.exists():
-        return out
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass  # a line cut short by a SIGKILL
-    return out
+class Check(RunChecks, OutcomeChecks):
+    """One run directory, its figures and the violations found."""
 
-
-def at_ms(text: str | None) -> int:
-    if not text:
-        return 0
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def pk_of(key) -> str:
-    return str((key or {}).get("pk", ""))
-
-
-def span_key(line: dict) -> str:
-    k = (line.get("span") or {}).get("key", "")
-    return k[3:] if k.startswith("pk=") else k
-
-
-class Check:
     def __init__(self, run: Path):
         self.run = run
         self.meta = json.loads((run / "meta.json").read_text()) if (run / "meta.json").exists() else {}
@@ -120,279 +98,6 @@ class Check:
             counts[name] = sum(1 for l in self.logs if needle in str(l.get("message", "")))
         counts["ERROR lines"] = sum(1 for l in self.logs if l.get("level") == "ERROR")
         return counts
-
-    def takeovers(self) -> set[tuple[str, str, str]]:
-        """(key, set, new owner) of every logged takeover."""
-        out = set()
-        for l in self.logs:
-            if "lease takeover" in str(l.get("message", "")):
-                span = l.get("span") or {}
-                out.add((span_key(l), span.get("set", ""), span.get("request_id", "")))
-        return out
-
-    def runs(self) -> list[dict]:
-        by_id: dict[str, dict] = {}
-        for r in self.runlog:
-            cur = by_id.setdefault(r["run"], {"run": r["run"]})
-            if r["ev"] == "start":
-                cur.update({k: r.get(k) for k in ("key", "set", "epoch", "rid", "worker", "attempts")})
-                cur["start"] = r["t"]
-            else:
-                cur["end"] = r["t"]
-                cur["outcome"] = r.get("outcome")
-        return [r for r in by_id.values() if "start" in r]
-
-    def check_runs(self, committed: dict[tuple, set]) -> None:
-        runs = self.runs()
-        takeovers = self.takeovers()
-        outcomes = Counter(r.get("outcome", "no end recorded") for r in runs)
-        groups: dict[tuple, list] = defaultdict(list)
-        for r in runs:
-            groups[(r["key"], r["set"], r["epoch"])].append(r)
-        sizes = Counter(len(g) for g in groups.values())
-        why_more = Counter()
-        overlaps_after_takeover = 0
-        for gkey, g in groups.items():
-            g.sort(key=lambda r: r["start"])
-            committed_runs = committed.get(gkey, set())
-            for i, r in enumerate(g):
-                if "end" not in r:
-                    self.fail("1 one processor", {"run without an end record": r})
-                if i == 0:
-                    continue
-                earlier = g[:i]
-                for p in earlier:
-                    if p.get("end", math.inf) > r["start"]:
-                        if (r["key"], r["set"], r["rid"]) in takeovers and p["rid"] != r["rid"]:
-                            overlaps_after_takeover += 1
-                        else:
-                            self.fail("1 one processor", {"overlapping runs": [p, r]})
-                    if p["run"] in committed_runs and p.get("end", math.inf) <= r["start"]:
-                        self.fail("5 idempotent retries", {"run after its epoch was committed": [p, r]})
-                prev = max(earlier, key=lambda p: p.get("end", math.inf))
-                same = "same request" if prev["rid"] == r["rid"] else "another request"
-                if (r["key"], r["set"], r["rid"]) in takeovers and prev["rid"] != r["rid"]:
-                    why = "a takeover of a lapsed lease"
-                else:
-                    why = {
-                        "orphaned": "its worker was killed",
-                        "cancelled": "the run was cancelled",
-                        "retryable": "a retryable failure",
-                        "permanent": "a permanent failure (FAILED, claimed again)",
-                        "ok": "a result that was not committed",
-                    }.get(prev.get("outcome"), "an overlap")
-                why_more[f"after {why} ({same})"] += 1
-        # Invariant 1 as a figure: the most runs of one (key, set, epoch)
-        # in progress at the same moment (1 unless a lease was taken over).
-        max_at_once = 0
-        for g in groups.values():
-            edges = sorted(
-                [(r["start"], 1) for r in g] + [(r.get("end", math.inf), -1) for r in g],
-                key=lambda e: (e[0], e[1]),
-            )
-            now = 0
-            for _, d in edges:
-                now += d
-                max_at_once = max(max_at_once, now)
-        self.figures["processing runs"] = {
-            "total": len(runs),
-            "by outcome": dict(outcomes),
-            "(key, set, epoch) groups": len(groups),
-            "groups by number of runs": dict(sorted(sizes.items())),
-            "max runs in one group": max(sizes) if sizes else 0,
-            "max runs of one group in progress at once (1 unless after a takeover)": max_at_once,
-            "further runs, and what came before them": dict(why_more.most_common()),
-            "overlapping runs after a takeover": overlaps_after_takeover,
-        }
-
-    def check_events(self) -> dict[tuple, set]:
-        """Invariant 2 and duplicates; returns the committed runs per epoch."""
-        ids = Counter(e.get("eventId") for e in self.events)
-        kinds = Counter(e.get("event") for e in self.events)
-        distinct_kinds = Counter()
-        seen = set()
-        for e in self.events:
-            if e.get("eventId") not in seen:
-                seen.add(e.get("eventId"))
-                distinct_kinds[e.get("event")] += 1
-        committed: dict[tuple, set] = defaultdict(set)
-        stale_events = 0
-        for e in self.events:
-            kind = e.get("event")
-            if kind not in ("ready", "hit"):
-                continue
-            key, set_, epoch = pk_of(e.get("key")), e.get("set"), e.get("epoch")
-            value = e.get("value") or {}
-            record = e.get("record") or {}
-            rec_epoch = record.get(f"{PREFIX}_{set_}_epoch")
-            if e.get("truncated"):
-                continue
-            bad = (
-                value.get("epoch") != epoch
-                or value.get("key") != key
-                or value.get("set") != set_
-                or (rec_epoch is not None and rec_epoch != epoch)
-            )
-            if bad:
-                stale_events += 1
-                self.fail("2 no stale data", {"event": e})
-            if kind == "ready" and value.get("run"):
-                committed[(key, set_, epoch)].add(value["run"])
-        for gkey, runs in committed.items():
-            if len(runs) > 1:
-                self.fail("2 no stale data", {"two different READY values for one epoch": [gkey, sorted(runs)]})
-        stale_table = 0
-        stuck = []
-        for item in self.table:
-            for set_ in ("summary", "invoice", "status"):
-                p = f"{PREFIX}_{set_}_"
-                status = item.get(p + "status")
-                if status == "READY":
-                    value = item.get(p + "value") or {}
-                    if value.get("epoch") != item.get(p + "epoch"):
-                        stale_table += 1
-                        self.fail("2 no stale data", {"item": item.get("pk"), "set": set_})
-                    if value.get("run"):
-                        committed[(item.get("pk"), set_, item.get(p + "epoch"))].add(value["run"])
-                if status in ("PROCESSING", "TRIGGERED"):
-                    stuck.append((item.get("pk"), set_, status))
-        for s in stuck:
-            self.fail("4 no stuck cache", {"left": s})
-        self.figures["events"] = {
-            "received": len(self.events),
-            "by kind": dict(kinds),
-            "distinct (by eventId)": len(seen),
-            "duplicates (same eventId, de-duplicable)": len(self.events) - len(seen),
-            "distinct by kind": dict(distinct_kinds),
-        }
-        self.figures["READY values of an old epoch"] = {"in events": stale_events, "in the table": stale_table}
-        self.figures["caches left PROCESSING or TRIGGERED"] = len(stuck)
-        self.figures["items in the table"] = len(self.table)
-        return committed
-
-    def check_requests(self, dlq_ids: set[str]) -> None:
-        probe_ms = int(self.meta.get("probe_start", 0) * 1000)
-        answers: dict[tuple, list[int]] = defaultdict(list)
-        by_rid: dict[str, list[int]] = defaultdict(list)
-        for e in self.events:
-            if e.get("event") not in ("hit", "ready", "failed"):
-                continue
-            t = at_ms(e.get("at"))
-            answers[(pk_of(e.get("key")), e.get("set"))].append(t)
-            for rid in [e.get("requestId"), *(e.get("coalesced") or [])]:
-                if rid:
-                    by_rid[rid].append(t)
-        for v in answers.values():
-            v.sort()
-        reqs = [s for s in self.sent if s["kind"] in ("request", "probe", "poison")]
-        tally = Counter()
-        for s in reqs:
-            sent_ms = math.floor(s["t"] * 1000)
-            own = [t for t in by_rid.get(s["rid"], []) if t >= sent_ms]
-            later = [t for t in answers.get((s["key"], s["set"]), []) if t >= sent_ms]
-            if own:
-                tally["answered by an event naming it (requestId or coalesced)"] += 1
-            elif later:
-                tally["answered by a later event for its key and set"] += 1
-            elif s["mid"] in dlq_ids:
-                tally["dead-lettered"] += 1
-            else:
-                tally["unanswered"] += 1
-                self.fail("3 no lost request", s)
-            if s["kind"] != "probe" and probe_ms and (own or later):
-                if min(own + later) >= probe_ms:
-                    tally["answered only by the final probe"] += 1
-        probes = [s for s in reqs if s["kind"] == "probe"]
-        unanswered_probes = [
-            s for s in probes
-            if not any(t >= math.floor(s["t"] * 1000) for t in answers.get((s["key"], s["set"]), []))
-        ]
-        for s in unanswered_probes:
-            self.fail("4 no stuck cache", {"probe unanswered": s})
-        self.figures["requests"] = {
-            "sent (requests, herds, poisoned, probes)": len(reqs),
-            **{k: tally.get(k, 0) for k in (
-                "answered by an event naming it (requestId or coalesced)",
-                "answered by a later event for its key and set",
-                "dead-lettered",
-                "unanswered",
-                "answered only by the final probe",
-            )},
-            "probes": len(probes),
-            "probes unanswered": len(unanswered_probes),
-        }
-
-    def check_dlq(self) -> set[str]:
-        ids = Counter()
-        with_reason = 0
-        reasons = Counter()
-        for d in self.dlq:
-            a = d.get("attributes") or {}
-            src = a.get("sourceMessageId") or d["mid"]
-            ids[src] += 1
-            if a.get("error"):
-                with_reason += 1
-                reasons[a.get("deadLetterKind") or a.get("errorKind", "?")] += 1  # errorKind: its name before
-            else:
-                self.fail("3 no lost request", {"dead-lettered without a reason (SQS redrive)": d})
-        expected = {s["mid"]: s for s in self.sent if s["kind"] in ("poison", "malformed")}
-        unexpected = [i for i in ids if i not in expected]
-        missing = [expected[i] for i in expected if i not in ids]
-        for i in unexpected:
-            sent = next((s for s in self.sent if s["mid"] == i), {"mid": i})
-            self.fail("DLQ holds only what was poisoned on purpose", {"unexpected": sent})
-        for s in missing:
-            self.fail("DLQ holds only what was poisoned on purpose", {"missing": s})
-        self.figures["DLQ"] = {
-            "messages": len(self.dlq),
-            "distinct source messages": len(ids),
-            "expected (poisoned requests + malformed messages sent)": len(expected),
-            "with a reason (error attribute)": with_reason,
-            "by deadLetterKind": dict(reasons),
-            "duplicates (same source message twice)": len(self.dlq) - len(ids),
-            "unexpected": len(unexpected),
-            "missing": len(missing),
-        }
-        return set(ids)
-
-    def check_kills(self) -> None:
-        why = Counter(k["why"] for k in self.kills)
-        with_runs = sum(1 for k in self.kills if k.get("open_runs"))
-        abandoned = [
-            a for a in self.proxy.get("abandoned", []) if a.get("event") == "ready"
-        ]
-        event_ids = {e.get("eventId") for e in self.events}
-        republished = [a for a in abandoned if a.get("eventId") in event_ids]
-        superseded = []
-        for a in abandoned:
-            if a.get("eventId") in event_ids:
-                continue
-            # The owner's message came back after a trigger had moved the
-            # epoch on: the redelivery handles the request in the new epoch
-            # (claim, park, or leave it to the new owner) and a later event
-            # answers it. The old epoch's value is no longer valid, so not
-            # re-publishing it is right.
-            key, set_, epoch = pk_of(a.get("key")), a.get("set"), a.get("epoch")
-            later = [
-                e for e in self.events
-                if pk_of(e.get("key")) == key and e.get("set") == set_
-                and e.get("event") in ("hit", "ready", "failed")
-                and (e.get("epoch") or 0) > epoch
-            ]
-            if later:
-                superseded.append(a)
-            else:
-                self.fail("5 idempotent retries", {"ready event lost after a kill between commit and publish": a})
-        self.figures["kills"] = {
-            "SIGKILLs": len(self.kills),
-            "by target": dict(why),
-            "kills with processing runs in progress": with_runs,
-            "runs in progress at a kill": sum(len(k.get("open_runs", [])) for k in self.kills),
-            "ready events caught between commit and publish (held, never sent)": len(abandoned),
-            "of those, published later with the same eventId": len(republished),
-            "of those, superseded by a trigger before the redelivery (answered in a later epoch)": len(superseded),
-            "worker processes started": sum((self.meta.get("incarnations") or {}).values()),
-        }
 
     def summary(self) -> dict:
         dlq_ids = self.check_dlq()

@@ -44,12 +44,15 @@ import asyncio
 import json
 import os
 import random
-import socket
-import struct
 import sys
 import time
 import urllib.parse
 from collections import Counter
+
+# The proxy's parts: HTTP/1.1 framing, and the AWS protocols (which call a
+# request is, the services' own error answers).
+from proxy_aws import classify, error_response
+from proxy_http import Closed, Conn, parse_head
 
 FAULT_KEYS = {
     "throttle": 0.0,
@@ -62,195 +65,11 @@ FAULT_KEYS = {
     "publish_delay": 0.0,
     "publish_delay_ms": [200, 800],
 }
-MAX_HEADER = 64 * 1024
-
-
-class Closed(Exception):
-    """The peer closed the connection."""
-
-
-class Conn:
-    """A buffered stream with the reads an HTTP/1.1 proxy needs."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.reader = reader
-        self.writer = writer
-        self.buf = bytearray()
-
-    async def _fill(self) -> None:
-        data = await self.reader.read(65536)
-        if not data:
-            raise Closed()
-        self.buf += data
-
-    async def read_head(self) -> bytes:
-        while True:
-            i = self.buf.find(b"\r\n\r\n")
-            if i >= 0:
-                head = bytes(self.buf[: i + 4])
-                del self.buf[: i + 4]
-                return head
-            if len(self.buf) > MAX_HEADER:
-                raise Closed()
-            await self._fill()
-
-    async def read_exact(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            await self._fill()
-        out = bytes(self.buf[:n])
-        del self.buf[:n]
-        return out
-
-    async def read_line(self) -> bytes:
-        while True:
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                line = bytes(self.buf[: i + 2])
-                del self.buf[: i + 2]
-                return line
-            await self._fill()
-
-    async def read_until_close(self) -> bytes:
-        while True:
-            try:
-                await self._fill()
-            except Closed:
-                out = bytes(self.buf)
-                self.buf.clear()
-                return out
-
-    async def read_body(self, headers: dict[str, str], until_close: bool) -> bytes:
-        """The raw body bytes (chunked framing kept as is)."""
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            out = bytearray()
-            while True:
-                line = await self.read_line()
-                out += line
-                size = int(line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    # Trailers up to the empty line.
-                    while True:
-                        t = await self.read_line()
-                        out += t
-                        if t == b"\r\n":
-                            return bytes(out)
-                out += await self.read_exact(size + 2)
-        if "content-length" in headers:
-            return await self.read_exact(int(headers["content-length"]))
-        if until_close:
-            return await self.read_until_close()
-        return b""
-
-    def reset(self) -> None:
-        """Closes with a TCP RST."""
-        sock = self.writer.get_extra_info("socket")
-        try:
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-        self.writer.transport.abort()
-
-    def close(self) -> None:
-        self.writer.transport.abort()
-
-
-def parse_head(head: bytes) -> tuple[str, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if ":" in line:
-            k, v = line.split(":", 1)
-            headers[k.strip().lower()] = v.strip()
-    return lines[0], headers
-
-
-def dechunk(raw: bytes) -> bytes:
-    out = bytearray()
-    i = 0
-    while True:
-        j = raw.find(b"\r\n", i)
-        if j < 0:
-            return bytes(out)
-        size = int(raw[i:j].split(b";")[0].strip() or b"0", 16)
-        if size == 0:
-            return bytes(out)
-        out += raw[j + 2 : j + 2 + size]
-        i = j + 2 + size + 2
-
-
-def classify(headers: dict[str, str], body: bytes) -> tuple[str, str, dict | None]:
-    """(service, operation, publish info) of a request."""
-    target = headers.get("x-amz-target", "")
-    if target.startswith("DynamoDB_"):
-        return "dynamodb", target.split(".", 1)[-1], None
-    if target.startswith("AmazonSQS."):
-        return "sqs", target.split(".", 1)[-1], None
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        body = dechunk(body)
-    try:
-        form = urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True)
-    except UnicodeDecodeError:
-        form = {}
-    action = (form.get("Action") or [""])[0]
-    if action:
-        service = "sns" if form.get("TopicArn") or action in ("Publish", "GetTopicAttributes") else "query"
-        info = None
-        if action == "Publish":
-            try:
-                msg = json.loads((form.get("Message") or ["{}"])[0])
-                info = {k: msg.get(k) for k in ("event", "eventId", "key", "set", "epoch", "requestId")}
-            except ValueError:
-                info = {}
-        return service, action, info
-    return "other", "?", None
-
-
-def error_response(service: str, kind: str, rng: random.Random) -> bytes:
-    if kind == "throttle":
-        status = 400
-        if service == "dynamodb":
-            code = rng.choice(["ThrottlingException", "ProvisionedThroughputExceededException"])
-        elif service == "sqs":
-            code = "ThrottlingException"
-        else:
-            code = "Throttling"
-        message = "Rate exceeded (injected by faultproxy)"
-    else:
-        status = 500
-        code = "InternalServerError" if service == "dynamodb" else "InternalError"
-        message = "We encountered an internal error (injected by faultproxy)"
-    reason = "Bad Request" if status == 400 else "Internal Server Error"
-    extra = ""
-    if service == "dynamodb":
-        ns = "com.amazonaws.dynamodb.v20120810#"
-        body = json.dumps({"__type": ns + code, "message": message}).encode()
-        ctype = "application/x-amz-json-1.0"
-    elif service == "sqs":
-        body = json.dumps({"__type": "com.amazonaws.sqs#" + code, "message": message}).encode()
-        ctype = "application/x-amz-json-1.0"
-        sender = "Sender" if status == 400 else "Receiver"
-        extra = f"x-amzn-query-error: {code};{sender}\r\n"
-    else:
-        sender = "Sender" if status == 400 else "Receiver"
-        body = (
-            '<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">'
-            f"<Error><Type>{sender}</Type><Code>{code}</Code><Message>{message}</Message></Error>"
-            "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
-        ).encode()
-        ctype = "text/xml"
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\n"
-        f"Content-Type: {ctype}\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        f"x-amzn-RequestId: 00000000-0000-0000-0000-000000000000\r\n"
-        f"{extra}"
-        "\r\n"
-    )
-    return head.encode() + body
 
 
 class Proxy:
+    """The listeners' connections, the faults, the outage and the record."""
+
     def __init__(self, upstream: str, seed: int):
         u = urllib.parse.urlsplit(upstream)
         self.up_host = u.hostname or "127.0.0.1"

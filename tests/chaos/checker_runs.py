@@ -1,0 +1,143 @@
+"""The checks of the processing runs and the kills (tests/chaos/checker.py):
+invariant 1 (one processor per key, set and epoch, unless a lapsed lease was
+taken over) and invariant 5 (no run after its epoch's result was committed;
+every ready event a kill caught between commit and publish is published
+later with the same eventId, or superseded by a trigger).
+
+A mixin of Check: it uses its logs, runlog, kills, events, proxy, meta,
+figures and fail().
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+
+from checker_runfiles import pk_of, span_key
+
+
+class RunChecks:
+    """Invariants 1 and 5, from runs.jsonl, kills.jsonl and the daemons' logs."""
+
+    def takeovers(self) -> set[tuple[str, str, str]]:
+        """(key, set, new owner) of every logged takeover."""
+        out = set()
+        for l in self.logs:
+            if "lease takeover" in str(l.get("message", "")):
+                span = l.get("span") or {}
+                out.add((span_key(l), span.get("set", ""), span.get("request_id", "")))
+        return out
+
+    def runs(self) -> list[dict]:
+        by_id: dict[str, dict] = {}
+        for r in self.runlog:
+            cur = by_id.setdefault(r["run"], {"run": r["run"]})
+            if r["ev"] == "start":
+                cur.update({k: r.get(k) for k in ("key", "set", "epoch", "rid", "worker", "attempts")})
+                cur["start"] = r["t"]
+            else:
+                cur["end"] = r["t"]
+                cur["outcome"] = r.get("outcome")
+        return [r for r in by_id.values() if "start" in r]
+
+    def check_runs(self, committed: dict[tuple, set]) -> None:
+        runs = self.runs()
+        takeovers = self.takeovers()
+        outcomes = Counter(r.get("outcome", "no end recorded") for r in runs)
+        groups: dict[tuple, list] = defaultdict(list)
+        for r in runs:
+            groups[(r["key"], r["set"], r["epoch"])].append(r)
+        sizes = Counter(len(g) for g in groups.values())
+        why_more = Counter()
+        overlaps_after_takeover = 0
+        for gkey, g in groups.items():
+            g.sort(key=lambda r: r["start"])
+            committed_runs = committed.get(gkey, set())
+            for i, r in enumerate(g):
+                if "end" not in r:
+                    self.fail("1 one processor", {"run without an end record": r})
+                if i == 0:
+                    continue
+                earlier = g[:i]
+                for p in earlier:
+                    if p.get("end", math.inf) > r["start"]:
+                        if (r["key"], r["set"], r["rid"]) in takeovers and p["rid"] != r["rid"]:
+                            overlaps_after_takeover += 1
+                        else:
+                            self.fail("1 one processor", {"overlapping runs": [p, r]})
+                    if p["run"] in committed_runs and p.get("end", math.inf) <= r["start"]:
+                        self.fail("5 idempotent retries", {"run after its epoch was committed": [p, r]})
+                prev = max(earlier, key=lambda p: p.get("end", math.inf))
+                same = "same request" if prev["rid"] == r["rid"] else "another request"
+                if (r["key"], r["set"], r["rid"]) in takeovers and prev["rid"] != r["rid"]:
+                    why = "a takeover of a lapsed lease"
+                else:
+                    why = {
+                        "orphaned": "its worker was killed",
+                        "cancelled": "the run was cancelled",
+                        "retryable": "a retryable failure",
+                        "permanent": "a permanent failure (FAILED, claimed again)",
+                        "ok": "a result that was not committed",
+                    }.get(prev.get("outcome"), "an overlap")
+                why_more[f"after {why} ({same})"] += 1
+        # Invariant 1 as a figure: the most runs of one (key, set, epoch)
+        # in progress at the same moment (1 unless a lease was taken over).
+        max_at_once = 0
+        for g in groups.values():
+            edges = sorted(
+                [(r["start"], 1) for r in g] + [(r.get("end", math.inf), -1) for r in g],
+                key=lambda e: (e[0], e[1]),
+            )
+            now = 0
+            for _, d in edges:
+                now += d
+                max_at_once = max(max_at_once, now)
+        self.figures["processing runs"] = {
+            "total": len(runs),
+            "by outcome": dict(outcomes),
+            "(key, set, epoch) groups": len(groups),
+            "groups by number of runs": dict(sorted(sizes.items())),
+            "max runs in one group": max(sizes) if sizes else 0,
+            "max runs of one group in progress at once (1 unless after a takeover)": max_at_once,
+            "further runs, and what came before them": dict(why_more.most_common()),
+            "overlapping runs after a takeover": overlaps_after_takeover,
+        }
+
+    def check_kills(self) -> None:
+        why = Counter(k["why"] for k in self.kills)
+        with_runs = sum(1 for k in self.kills if k.get("open_runs"))
+        abandoned = [
+            a for a in self.proxy.get("abandoned", []) if a.get("event") == "ready"
+        ]
+        event_ids = {e.get("eventId") for e in self.events}
+        republished = [a for a in abandoned if a.get("eventId") in event_ids]
+        superseded = []
+        for a in abandoned:
+            if a.get("eventId") in event_ids:
+                continue
+            # The owner's message came back after a trigger had moved the
+            # epoch on: the redelivery handles the request in the new epoch
+            # (claim, park, or leave it to the new owner) and a later event
+            # answers it. The old epoch's value is no longer valid, so not
+            # re-publishing it is right.
+            key, set_, epoch = pk_of(a.get("key")), a.get("set"), a.get("epoch")
+            later = [
+                e for e in self.events
+                if pk_of(e.get("key")) == key and e.get("set") == set_
+                and e.get("event") in ("hit", "ready", "failed")
+                and (e.get("epoch") or 0) > epoch
+            ]
+            if later:
+                superseded.append(a)
+            else:
+                self.fail("5 idempotent retries", {"ready event lost after a kill between commit and publish": a})
+        self.figures["kills"] = {
+            "SIGKILLs": len(self.kills),
+            "by target": dict(why),
+            "kills with processing runs in progress": with_runs,
+            "runs in progress at a kill": sum(len(k.get("open_runs", [])) for k in self.kills),
+            "ready events caught between commit and publish (held, never sent)": len(abandoned),
+            "of those, published later with the same eventId": len(republished),
+            "of those, superseded by a trigger before the redelivery (answered in a later epoch)": len(superseded),
+            "worker processes started": sum((self.meta.get("incarnations") or {}).values()),
+        }
