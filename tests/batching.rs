@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Env, Recorder, Running};
+use serde_json::json;
 use triggered_cache::aws::requests;
+use triggered_cache::item::to_av;
 use triggered_cache::processor::Processor;
 
 const T: Duration = Duration::from_secs(30);
@@ -74,5 +76,84 @@ async fn each_aws_request_is_counted_by_service_and_operation() {
         2 * n
     );
     assert!(text.contains(&line), "{line} in:\n{text}");
+    w.stop();
+}
+
+/// Puts `pk` with a valid cache of each of `sets`, whose value names the
+/// key and the set.
+async fn cached(env: &Env, pk: &str, sets: &[&str]) {
+    let mut put = env
+        .ddb
+        .put_item()
+        .table_name(&env.name)
+        .item("pk", to_av(&json!(pk)));
+    for set in sets {
+        put = put
+            .item(
+                format!("triggeredCache_{set}_status"),
+                to_av(&json!("READY")),
+            )
+            .item(format!("triggeredCache_{set}_epoch"), to_av(&json!(1)))
+            .item(
+                format!("triggeredCache_{set}_value"),
+                to_av(&json!({"of": format!("{pk}/{set}")})),
+            );
+    }
+    put.send().await.unwrap();
+}
+
+/// Ten hits received together are read with fewer calls than messages
+/// (`BatchGetItem`), and each is answered with its own item: two sets of one
+/// item are one key in the batch (DynamoDB refuses a key twice), handed to
+/// both requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_go_out_together_and_each_gets_its_item() {
+    let env = Env::new("batch-read").await;
+    let mut bodies = Vec::new();
+    for i in 0..8 {
+        let pk = format!("order#{i}");
+        let sets: &[&str] = if i < 2 {
+            &["summary", "detail"]
+        } else {
+            &["summary"]
+        };
+        cached(&env, &pk, sets).await;
+        for set in sets {
+            bodies.push(Env::request(&pk, set));
+        }
+    }
+    assert_eq!(bodies.len(), 10);
+    env.send_many(&bodies).await;
+    let rec = Recorder::ok_after(Duration::ZERO);
+    let w = Running::start(
+        env.config(&["summary", "detail"]),
+        vec![("summary", p(&rec)), ("detail", p(&rec))],
+    );
+    let evs = env
+        .wait_events("ten hit events", T, |e| e.len() >= 10)
+        .await;
+    for ev in &evs {
+        assert_eq!(ev["event"], "hit", "{ev}");
+        let of = format!(
+            "{}/{}",
+            ev["key"]["pk"].as_str().unwrap(),
+            ev["set"].as_str().unwrap()
+        );
+        assert_eq!(
+            ev["value"],
+            json!({"of": of}),
+            "each request gets its own item"
+        );
+    }
+    assert_eq!(rec.count(), 0);
+    let (single, batched) = (
+        calls(&w, "dynamodb", "GetItem"),
+        calls(&w, "dynamodb", "BatchGetItem"),
+    );
+    assert!(batched >= 1, "no BatchGetItem ({single} GetItem)");
+    assert!(
+        single + batched < 10,
+        "{single} GetItem + {batched} BatchGetItem for 10 messages"
+    );
     w.stop();
 }

@@ -123,7 +123,14 @@ pub const IAM_ACTIONS: &[Grant] = &[
         Table,
         "dynamodb:GetItem",
         &["get_item"],
-        "table::Table::get: the strongly consistent read",
+        "table::Table::get: the strongly consistent read, alone",
+    ),
+    grant(
+        Daemon,
+        Table,
+        "dynamodb:BatchGetItem",
+        &["batch_get_item"],
+        "table::Table::get: the strongly consistent reads of concurrent messages, together",
     ),
     grant(
         Daemon,
@@ -209,6 +216,13 @@ pub const IAM_ACTIONS: &[Grant] = &[
         "dynamodb:GetItem",
         &["get_item"],
         "table::Table::get: `inspect`",
+    ),
+    grant(
+        Operator,
+        Table,
+        "dynamodb:BatchGetItem",
+        &["batch_get_item"],
+        "table::Table::get: `inspect` (reads made together are batched)",
     ),
     grant(
         Operator,
