@@ -102,8 +102,9 @@ async fn cached(env: &Env, pk: &str, sets: &[&str]) {
     put.send().await.unwrap();
 }
 
-/// Ten hits received together are read with fewer calls than messages
-/// (`BatchGetItem`), and each is answered with its own item: two sets of one
+/// Ten hits received together are read and answered with fewer calls than
+/// messages (`BatchGetItem`, `PublishBatch`), and each is answered with its
+/// own item, in its own event, before its message is deleted: two sets of one
 /// item are one key in the batch (DynamoDB refuses a key twice), handed to
 /// both requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,5 +156,15 @@ async fn concurrent_reads_go_out_together_and_each_gets_its_item() {
         single + batched < 10,
         "{single} GetItem + {batched} BatchGetItem for 10 messages"
     );
+    let (single, batched) = (
+        calls(&w, "sns", "Publish"),
+        calls(&w, "sns", "PublishBatch"),
+    );
+    assert!(batched >= 1, "no PublishBatch ({single} Publish)");
+    assert!(
+        single + batched < 10,
+        "{single} Publish + {batched} PublishBatch for 10 events"
+    );
+    env.wait_queue_empty(T).await;
     w.stop();
 }

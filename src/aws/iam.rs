@@ -164,8 +164,8 @@ pub const IAM_ACTIONS: &[Grant] = &[
         Daemon,
         Topic,
         "sns:Publish",
-        &["publish"],
-        "topic::Topic::publish: completion events",
+        &["publish", "publish_batch"],
+        "topic::Topic::publish: completion events (concurrent ones batched)",
     ),
     grant(
         Daemon,
@@ -235,7 +235,7 @@ pub const IAM_ACTIONS: &[Grant] = &[
         Operator,
         Topic,
         "sns:Publish",
-        &["publish"],
+        &["publish", "publish_batch"],
         "topic::Topic::publish: `reset` events",
     ),
 ];

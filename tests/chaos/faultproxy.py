@@ -18,10 +18,11 @@ emulator) and, at configured rates, instead:
 and on demand an outage: for N seconds every connection is reset and every
 new request refused, as if the emulator were down.
 
-SNS Publish calls can also be held (publish_delay_ms) before they are
-forwarded, to widen the window between a commit and its completion event;
-a held Publish whose client goes away (the worker was killed) is never
-forwarded and is recorded as `abandoned`, with the event it carried.
+SNS Publish and PublishBatch calls can also be held (publish_delay_ms)
+before they are forwarded, to widen the window between a commit and its
+completion event; a held call whose client goes away (the worker was
+killed) is never forwarded and is recorded as `abandoned`, with the events
+it carried (one record per event).
 
 Control API (JSON over HTTP on --control-port, 127.0.0.1 only):
   GET  /state        listeners, fault settings, counts, held publishes,
@@ -44,6 +45,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import socket
 import struct
 import sys
@@ -179,8 +181,17 @@ def dechunk(raw: bytes) -> bytes:
         i = j + 2 + size + 2
 
 
-def classify(headers: dict[str, str], body: bytes) -> tuple[str, str, dict | None]:
-    """(service, operation, publish info) of a request."""
+def event_info(message: str) -> dict:
+    """What the checker needs of a completion event's body."""
+    try:
+        msg = json.loads(message or "{}")
+        return {k: msg.get(k) for k in ("event", "eventId", "key", "set", "epoch", "requestId")}
+    except ValueError:
+        return {}
+
+
+def classify(headers: dict[str, str], body: bytes) -> tuple[str, str, list[dict] | None]:
+    """(service, operation, the events a publish carries) of a request."""
     target = headers.get("x-amz-target", "")
     if target.startswith("DynamoDB_"):
         return "dynamodb", target.split(".", 1)[-1], None
@@ -194,15 +205,17 @@ def classify(headers: dict[str, str], body: bytes) -> tuple[str, str, dict | Non
         form = {}
     action = (form.get("Action") or [""])[0]
     if action:
-        service = "sns" if form.get("TopicArn") or action in ("Publish", "GetTopicAttributes") else "query"
-        info = None
+        service = "sns" if form.get("TopicArn") or action in ("Publish", "PublishBatch", "GetTopicAttributes") else "query"
+        events = None
         if action == "Publish":
-            try:
-                msg = json.loads((form.get("Message") or ["{}"])[0])
-                info = {k: msg.get(k) for k in ("event", "eventId", "key", "set", "epoch", "requestId")}
-            except ValueError:
-                info = {}
-        return service, action, info
+            events = [event_info((form.get("Message") or ["{}"])[0])]
+        elif action == "PublishBatch":
+            entry = re.compile(r"^PublishBatchRequestEntries\.member\.(\d+)\.Message$")
+            found = sorted(
+                (int(m.group(1)), v[0]) for k, v in form.items() if (m := entry.match(k))
+            )
+            events = [event_info(message) for _, message in found]
+        return service, action, events
     return "other", "?", None
 
 
@@ -324,19 +337,22 @@ class Proxy:
                     self.counts[f"slow:{service}.{op}"] += 1
                     if not await self.hold(conn, self.span("slow_ms")):
                         return
-                if publish is not None and self.roll("publish_delay"):
+                if publish and self.roll("publish_delay"):
                     self.counts["publish_held"] += 1
-                    self.next_id += 1
-                    hid = self.next_id
-                    rec = dict(publish, worker=name, held_at=time.time())
-                    self.held.setdefault(name, {})[hid] = rec
+                    recs = {}
+                    for event in publish:
+                        self.next_id += 1
+                        recs[self.next_id] = dict(event, worker=name, held_at=time.time())
+                    self.held.setdefault(name, {}).update(recs)
                     try:
                         alive = await self.hold(conn, self.span("publish_delay_ms"))
                     finally:
-                        self.held[name].pop(hid, None)
+                        for hid in recs:
+                            self.held[name].pop(hid, None)
                     if not alive:
-                        rec["abandoned_at"] = time.time()
-                        self.abandoned.append(rec)
+                        for rec in recs.values():
+                            rec["abandoned_at"] = time.time()
+                            self.abandoned.append(rec)
                         self.counts["publish_abandoned"] += 1
                         return
                 if self.outage():
