@@ -10,6 +10,7 @@ use crate::aws::Clients;
 use crate::config::{Config, Validated};
 use crate::events::Publisher;
 use crate::item::Attrs;
+use crate::metrics::Metrics;
 use crate::worker::Worker;
 
 /// Loads the AWS configuration: the standard credential chain and region,
@@ -29,7 +30,8 @@ pub async fn aws_config(cfg: &Config) -> SdkConfig {
 pub fn worker(cfg: Validated, sdk: &SdkConfig) -> anyhow::Result<Worker> {
     let (cfg, rules) = cfg.into_parts();
     let cfg = Arc::new(cfg);
-    let clients = Clients::new(sdk);
+    let metrics = Metrics::new(&cfg);
+    let clients = Clients::counting(sdk, metrics.aws_requests.clone());
     let table = clients.table(
         &cfg.dynamodb.table,
         Attrs {
@@ -44,7 +46,7 @@ pub fn worker(cfg: Validated, sdk: &SdkConfig) -> anyhow::Result<Worker> {
         .as_deref()
         .filter(|t| !t.is_empty())
         .map(|t| clients.dependencies(t));
-    let worker = Worker::new(cfg, rules, table, queue, events)?;
+    let worker = Worker::new(cfg, rules, table, queue, events, metrics)?;
     Ok(match deps {
         Some(d) => worker.with_dependencies(d),
         None => worker,

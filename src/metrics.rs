@@ -85,6 +85,9 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub receive_batch_size: Histogram,
     pub aws_errors: Family<ServiceLabel, Counter>,
+    /// Every AWS request attempt, by service and operation (counted by the
+    /// SDK interceptor of `aws::Clients::counting`).
+    pub aws_requests: crate::aws::requests::Requests,
     pub panics: Counter,
     pub stream_records_unmatched: Counter,
     pub dependency_resets: BySet,
@@ -137,6 +140,7 @@ impl Default for Metrics {
             in_flight: Gauge::default(),
             receive_batch_size: Histogram::new([0.0, 1.0, 2.0, 5.0, 10.0]),
             aws_errors: Family::default(),
+            aws_requests: Family::default(),
             panics: Counter::default(),
             stream_records_unmatched: Counter::default(),
             dependency_resets: BySet::default(),
@@ -246,6 +250,11 @@ impl Default for Metrics {
             "aws_errors",
             "Failed AWS calls, by service",
             m.aws_errors.clone(),
+        );
+        registry.register(
+            "aws_requests",
+            "AWS request attempts (retries, probes included), by service and operation",
+            m.aws_requests.clone(),
         );
         registry.register(
             "panics",

@@ -59,14 +59,16 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Assembles a worker from its adapters. Processors come from the
-    /// configuration; `Embedded` sets need [`Worker::with_processor`].
+    /// Assembles a worker from its adapters and the metrics they count
+    /// their requests in. Processors come from the configuration;
+    /// `Embedded` sets need [`Worker::with_processor`].
     pub fn new(
         cfg: Arc<Config>,
         rules: Rules,
         table: Table,
         queue: Queue,
         events: Publisher,
+        metrics: Metrics,
     ) -> anyhow::Result<Self> {
         let processors = crate::processor::from_config(&cfg)?;
         let schema = Schema {
@@ -74,7 +76,7 @@ impl Worker {
             sort_key: cfg.dynamodb.sort_key.clone(),
             sets: cfg.sets.keys().cloned().collect::<BTreeSet<_>>(),
         };
-        let metrics = Arc::new(Metrics::new(&cfg));
+        let metrics = Arc::new(metrics);
         Ok(Worker {
             rules,
             dependencies: None,

@@ -9,6 +9,14 @@ of one cold key in a 50-request herd). The daemon's tests rely on the real
 service's atomicity, so this wrapper serialises moto's item reads and writes
 with one lock, then starts moto's own server with the same arguments
 (scripts/local-aws.sh runs it as `moto_server.py -H 127.0.0.1 -p PORT`).
+
+Reads take the lock for as long as they look at an item: moto's GetItem and
+BatchGetItem responses (which call the backend's `get_item` per key, then
+render the item it returned, a live object) are serialised whole, so a read
+never sees half of a write. BatchGetItem takes the lock once per call, so
+its items are read one after another without a write in between: a
+stronger promise than DynamoDB's (each item consistent on its own), which
+the daemon does not rely on.
 """
 
 import functools
@@ -16,6 +24,7 @@ import sys
 import threading
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
 from moto.server import main
 
 _ITEM_LOCK = threading.RLock()
@@ -40,8 +49,13 @@ def _serialised(operation):
     return locked
 
 
+# The responses that read an item and render it.
+_READ_RESPONSES = ("get_item", "batch_get_item")
+
 for _name in _ITEM_OPERATIONS:
     setattr(DynamoDBBackend, _name, _serialised(getattr(DynamoDBBackend, _name)))
+for _name in _READ_RESPONSES:
+    setattr(DynamoHandler, _name, _serialised(getattr(DynamoHandler, _name)))
 
 if __name__ == "__main__":
     sys.exit(main())

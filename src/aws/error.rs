@@ -56,6 +56,18 @@ pub enum TableError {
         #[source]
         source: aws_sdk_dynamodb::Error,
     },
+    /// A batched call that failed for every caller it carried: the SDK's
+    /// error by kind, shared by them.
+    #[error("DynamoDB {op} on table {table} failed")]
+    Shared {
+        op: &'static str,
+        table: String,
+        #[source]
+        source: Arc<aws_sdk_dynamodb::Error>,
+    },
+    /// A batched call's entry got no result (the daemon is stopping).
+    #[error(transparent)]
+    Lost(#[from] Lost),
     /// A batch call kept leaving items unprocessed (throttling) after its
     /// retries.
     #[error("DynamoDB {op} on table {table} left {left} item(s) unprocessed after retries")]
@@ -64,6 +76,17 @@ pub enum TableError {
         table: String,
         left: usize,
     },
+}
+
+impl TableError {
+    /// The SDK's error, by kind, if the call itself failed.
+    pub fn kind(&self) -> Option<&aws_sdk_dynamodb::Error> {
+        match self {
+            TableError::Call { source, .. } => Some(source),
+            TableError::Shared { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }
 
 /// Whether a failed write was refused because the item would exceed 400 KB.

@@ -123,7 +123,14 @@ pub const IAM_ACTIONS: &[Grant] = &[
         Table,
         "dynamodb:GetItem",
         &["get_item"],
-        "table::Table::get: the strongly consistent read",
+        "table::Table::get: the strongly consistent read, alone",
+    ),
+    grant(
+        Daemon,
+        Table,
+        "dynamodb:BatchGetItem",
+        &["batch_get_item"],
+        "table::Table::get: the strongly consistent reads of concurrent messages, together",
     ),
     grant(
         Daemon,
@@ -157,8 +164,8 @@ pub const IAM_ACTIONS: &[Grant] = &[
         Daemon,
         Topic,
         "sns:Publish",
-        &["publish"],
-        "topic::Topic::publish: completion events",
+        &["publish", "publish_batch"],
+        "topic::Topic::publish: completion events (concurrent ones batched)",
     ),
     grant(
         Daemon,
@@ -213,6 +220,13 @@ pub const IAM_ACTIONS: &[Grant] = &[
     grant(
         Operator,
         Table,
+        "dynamodb:BatchGetItem",
+        &["batch_get_item"],
+        "table::Table::get: `inspect` (reads made together are batched)",
+    ),
+    grant(
+        Operator,
+        Table,
         "dynamodb:UpdateItem",
         &["update_item"],
         "table::Table::update: `reset`",
@@ -221,7 +235,7 @@ pub const IAM_ACTIONS: &[Grant] = &[
         Operator,
         Topic,
         "sns:Publish",
-        &["publish"],
+        &["publish", "publish_batch"],
         "topic::Topic::publish: `reset` events",
     ),
 ];

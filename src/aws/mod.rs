@@ -16,7 +16,8 @@
 //! - [`edges`]: DynamoDB, the dependency table's edges.
 //! - [`topic`]: SNS, publishing rendered completion events.
 //! - [`Clients`]: the SDK clients, built once from the AWS configuration,
-//!   handed out only inside adapters.
+//!   handed out only inside adapters; each counts its request attempts
+//!   ([`requests`]).
 //!
 //! - [`error`]: the adapters' errors, which name the call and the resource
 //!   and keep the SDK's error by kind as their source.
@@ -30,6 +31,7 @@ pub mod edges;
 pub mod error;
 pub mod iam;
 pub mod queue;
+pub mod requests;
 pub mod table;
 pub mod topic;
 
@@ -48,11 +50,32 @@ pub struct Clients {
 }
 
 impl Clients {
+    /// Clients that count their requests into a family of their own (the
+    /// CLI's commands, which serve no `/metrics`).
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        Self::counting(sdk, requests::Requests::default())
+    }
+
+    /// Clients whose every request attempt (retries included) is counted
+    /// in `requests` (the daemon's `aws_requests` metric).
+    pub fn counting(sdk: &aws_config::SdkConfig, requests: requests::Requests) -> Self {
+        let count = requests::CountRequests(requests);
         Clients {
-            sqs: aws_sdk_sqs::Client::new(sdk),
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            sns: aws_sdk_sns::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(sdk)
+                    .interceptor(count.clone())
+                    .build(),
+            ),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(sdk)
+                    .interceptor(count.clone())
+                    .build(),
+            ),
+            sns: aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(sdk)
+                    .interceptor(count)
+                    .build(),
+            ),
         }
     }
 

@@ -110,7 +110,7 @@ impl Queue {
         let deletes = {
             let client = client.clone();
             let url = url.clone();
-            Batcher::spawn(LINGER, move |receipts: Vec<String>| {
+            Batcher::spawn(MAX_BATCH, LINGER, move |receipts: Vec<String>| {
                 let client = client.clone();
                 let url = url.clone();
                 async move {
@@ -129,7 +129,7 @@ impl Queue {
         let visibility = {
             let client = client.clone();
             let url = url.clone();
-            Batcher::spawn(LINGER, move |changes: Vec<(String, i32)>| {
+            Batcher::spawn(MAX_BATCH, LINGER, move |changes: Vec<(String, i32)>| {
                 let client = client.clone();
                 let url = url.clone();
                 async move {

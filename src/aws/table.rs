@@ -1,5 +1,6 @@
-//! The DynamoDB adapter: one strongly consistent read, and the state
-//! machine's [`Write`]s as single conditional `UpdateItem` calls.
+//! The DynamoDB adapter: strongly consistent reads (batched: `reads.rs`),
+//! and the state machine's [`Write`]s as single conditional `UpdateItem`
+//! calls.
 //!
 //! A rejected write comes back with the item as it is now
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), so the caller decides
@@ -13,10 +14,13 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 
 use tracing::Instrument;
 
+use crate::batch::Batcher;
 use crate::item::{Attrs, Item, Key, val_to_av};
 use crate::state::{Cond, Op, Write};
 
 pub use super::error::{TableError, is_item_too_large};
+
+mod reads;
 
 /// The user's table, seen through the cache attributes of its items.
 #[derive(Clone, Debug)]
@@ -24,6 +28,7 @@ pub struct Table {
     client: Client,
     name: String,
     pub attrs: Attrs,
+    reads: Batcher<Key, TableError, Item>,
 }
 
 /// What an update did.
@@ -37,11 +42,20 @@ pub enum Updated {
 }
 
 impl Table {
+    /// Must be called inside a tokio runtime (it starts the read batcher).
     pub fn new(client: Client, name: impl Into<String>, attrs: Attrs) -> Self {
+        let name = name.into();
+        let reads = {
+            let (client, name) = (client.clone(), name.clone());
+            Batcher::spawn(reads::MAX_KEYS, reads::LINGER, move |keys: Vec<Key>| {
+                reads::read(client.clone(), name.clone(), keys)
+            })
+        };
         Table {
             client,
-            name: name.into(),
+            name,
             attrs,
+            reads,
         }
     }
 
@@ -61,22 +75,16 @@ impl Table {
             .map_err(|e| self.call_error("DescribeTable", e))
     }
 
-    /// Reads the item with a strongly consistent `GetItem`; a missing item
-    /// is empty.
+    /// Reads the item strongly consistently; a missing item is empty. The
+    /// reads of concurrent callers go out together as one `BatchGetItem`
+    /// (a read alone as `GetItem`); the span covers the caller's wait.
     pub async fn get(&self, key: &Key) -> Result<Item, TableError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.name)
-            .set_key(Some(key.to_item()))
-            .consistent_read(true)
-            .send()
+        self.reads
+            .submit(key.clone())
             .instrument(
                 tracing::info_span!("dynamodb.GetItem", otel.kind = "client", table = %self.name),
             )
             .await
-            .map_err(|e| self.call_error("GetItem", e))?;
-        Ok(out.item.unwrap_or_default())
     }
 
     /// Performs the writes to one or more sets of one item as a single

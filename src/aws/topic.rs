@@ -1,12 +1,16 @@
-//! The SNS adapter: publishing a rendered completion event to the topic,
-//! and the readiness ping. What an event says is [`crate::events`]'s
-//! business; this module only carries it.
+//! The SNS adapter: publishing rendered completion events to the topic
+//! (batched: `batch.rs`), and the readiness ping. What an event says is
+//! [`crate::events`]'s business; this module only carries it.
 
 use aws_sdk_sns::Client;
-use aws_sdk_sns::types::MessageAttributeValue;
 use tracing::Instrument;
 
+use crate::batch::{Batcher, Lost};
+use batch::{Entry, Refusal};
+
 pub use super::error::PublishError;
+
+mod batch;
 
 /// The completion-event topic.
 #[derive(Clone, Debug)]
@@ -14,6 +18,20 @@ pub struct Topic {
     client: Client,
     arn: String,
     fifo: bool,
+    events: Batcher<Entry, Failed>,
+}
+
+/// An entry's failure in the batcher: the call and the SDK's error.
+#[derive(Debug)]
+struct Failed(&'static str, Box<aws_sdk_sns::Error>);
+
+impl From<Lost> for Failed {
+    fn from(lost: Lost) -> Self {
+        Failed(
+            "Publish",
+            Box::new(batch::as_sdk_error(None, &lost.to_string())),
+        )
+    }
 }
 
 /// One message for the topic.
@@ -29,11 +47,19 @@ pub struct Message<'a> {
 }
 
 impl Topic {
+    /// Must be called inside a tokio runtime (it starts the batcher).
     pub fn new(client: Client, arn: &str, fifo: bool) -> Self {
+        let events = {
+            let (client, arn) = (client.clone(), arn.to_owned());
+            Batcher::spawn(batch::MAX_ENTRIES, batch::LINGER, move |entries| {
+                publish_all(client.clone(), arn.clone(), entries)
+            })
+        };
         Topic {
             client,
             arn: arn.to_owned(),
             fifo,
+            events,
         }
     }
 
@@ -53,33 +79,30 @@ impl Topic {
             .map_err(|e| self.error("GetTopicAttributes", e.into()))
     }
 
-    /// Publishes one message, with the trace context as attributes.
+    /// Publishes one message, with the trace context as attributes, and
+    /// returns once SNS accepted it. Messages published concurrently go out
+    /// together as one `PublishBatch` (a message alone as `Publish`); the
+    /// span covers the caller's wait.
     pub async fn publish(&self, msg: Message<'_>) -> Result<(), PublishError> {
-        let attr = |v: &str| {
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(v)
-                .build()
-                .expect("data type and value are set")
+        let mut attributes: Vec<(String, String)> = msg
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        attributes.extend(crate::telemetry::current_context());
+        let entry = Entry {
+            body: msg.body,
+            attributes,
+            fifo: self
+                .fifo
+                .then(|| (msg.group.to_owned(), msg.dedup_id.to_owned())),
         };
-        let mut req = self.client.publish().topic_arn(&self.arn).message(msg.body);
-        for (k, v) in msg.attributes {
-            req = req.message_attributes(*k, attr(v));
-        }
-        for (k, v) in crate::telemetry::current_context() {
-            req = req.message_attributes(k, attr(&v));
-        }
-        if self.fifo {
-            req = req
-                .message_group_id(msg.group)
-                .message_deduplication_id(msg.dedup_id);
-        }
         let span = tracing::info_span!("sns.Publish", otel.kind = "producer", event = msg.event);
-        req.send()
+        self.events
+            .submit(entry)
             .instrument(span)
             .await
-            .map_err(|e| self.error("Publish", e.into()))?;
-        Ok(())
+            .map_err(|Failed(op, source)| self.error(op, *source))
     }
 
     fn error(&self, op: &'static str, source: aws_sdk_sns::Error) -> PublishError {
@@ -89,4 +112,67 @@ impl Topic {
             source,
         }
     }
+}
+
+/// The batcher's flush: the entries in runs that fit one `PublishBatch`
+/// each, sent concurrently; a run of one as `Publish`.
+async fn publish_all(client: Client, arn: String, entries: Vec<Entry>) -> Vec<Result<(), Failed>> {
+    let sizes: Vec<usize> = entries.iter().map(Entry::size).collect();
+    let runs = batch::runs(&sizes);
+    let sent = futures::future::join_all(
+        runs.into_iter()
+            .map(|r| publish_run(&client, &arn, &entries[r])),
+    )
+    .await;
+    sent.into_iter().flatten().collect()
+}
+
+async fn publish_run(client: &Client, arn: &str, entries: &[Entry]) -> Vec<Result<(), Failed>> {
+    if let [entry] = entries {
+        return vec![publish_one(client, arn, entry.clone()).await];
+    }
+    let results = batch::send_all(entries, |b| batch::publish_batch(client, arn, b)).await;
+    let copies = results.iter().find_map(|r| match r {
+        Err(Refusal::Call(e)) => Some(e),
+        _ => None,
+    });
+    let copies: Vec<aws_sdk_sns::Error> = results
+        .iter()
+        .filter(|r| matches!(r, Err(Refusal::CallShared)))
+        .filter_map(|_| copies.map(batch::copy_of))
+        .collect();
+    let mut copies = copies.into_iter();
+    results
+        .into_iter()
+        .map(|r| match r {
+            Ok(()) => Ok(()),
+            Err(Refusal::Call(e)) => Err(Failed("PublishBatch", Box::new(e))),
+            Err(Refusal::CallShared) => Err(Failed(
+                "PublishBatch",
+                Box::new(
+                    copies
+                        .next()
+                        .unwrap_or_else(|| batch::as_sdk_error(None, "the batch call failed")),
+                ),
+            )),
+            Err(Refusal::Entry { code, message }) => Err(Failed(
+                "PublishBatch",
+                Box::new(batch::as_sdk_error(Some(&code), &message)),
+            )),
+        })
+        .collect()
+}
+
+async fn publish_one(client: &Client, arn: &str, entry: Entry) -> Result<(), Failed> {
+    let mut req = client.publish().topic_arn(arn).message(entry.body);
+    for (k, v) in entry.attributes {
+        req = req.message_attributes(k, batch::attribute(&v));
+    }
+    if let Some((group, dedup)) = entry.fifo {
+        req = req.message_group_id(group).message_deduplication_id(dedup);
+    }
+    req.send()
+        .await
+        .map(|_| ())
+        .map_err(|e| Failed("Publish", Box::new(e.into())))
 }

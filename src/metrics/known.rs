@@ -86,6 +86,9 @@ impl Metrics {
                 },
             );
         }
+        for labels in crate::aws::requests::daemon_operations() {
+            at_zero(&m.aws_requests, &labels);
+        }
         for queue in QUEUES {
             at_zero(
                 &m.queue_messages,

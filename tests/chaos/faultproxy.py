@@ -18,10 +18,11 @@ emulator) and, at configured rates, instead:
 and on demand an outage: for N seconds every connection is reset and every
 new request refused, as if the emulator were down.
 
-SNS Publish calls can also be held (publish_delay_ms) before they are
-forwarded, to widen the window between a commit and its completion event;
-a held Publish whose client goes away (the worker was killed) is never
-forwarded and is recorded as `abandoned`, with the event it carried.
+SNS Publish and PublishBatch calls can also be held (publish_delay_ms)
+before they are forwarded, to widen the window between a commit and its
+completion event; a held call whose client goes away (the worker was
+killed) is never forwarded and is recorded as `abandoned`, with the events
+it carried (one record per event).
 
 Control API (JSON over HTTP on --control-port, 127.0.0.1 only):
   GET  /state        listeners, fault settings, counts, held publishes,
@@ -143,19 +144,22 @@ class Proxy:
                     self.counts[f"slow:{service}.{op}"] += 1
                     if not await self.hold(conn, self.span("slow_ms")):
                         return
-                if publish is not None and self.roll("publish_delay"):
+                if publish and self.roll("publish_delay"):
                     self.counts["publish_held"] += 1
-                    self.next_id += 1
-                    hid = self.next_id
-                    rec = dict(publish, worker=name, held_at=time.time())
-                    self.held.setdefault(name, {})[hid] = rec
+                    recs = {}
+                    for event in publish:
+                        self.next_id += 1
+                        recs[self.next_id] = dict(event, worker=name, held_at=time.time())
+                    self.held.setdefault(name, {}).update(recs)
                     try:
                         alive = await self.hold(conn, self.span("publish_delay_ms"))
                     finally:
-                        self.held[name].pop(hid, None)
+                        for hid in recs:
+                            self.held[name].pop(hid, None)
                     if not alive:
-                        rec["abandoned_at"] = time.time()
-                        self.abandoned.append(rec)
+                        for rec in recs.values():
+                            rec["abandoned_at"] = time.time()
+                            self.abandoned.append(rec)
                         self.counts["publish_abandoned"] += 1
                         return
                 if self.outage():

@@ -1,6 +1,6 @@
 """The AWS side of the fault proxy (tests/chaos/faultproxy.py): which
-service and operation a request is (and, for an SNS Publish, the event it
-carries), and an injected error in that service's own protocol, so that the
+service and operation a request is (and, for an SNS Publish or PublishBatch,
+the events it carries), and an injected error in that service's own protocol, so that the
 SDK treats it as the real service's throttling or internal error.
 Standard library only.
 """
@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import urllib.parse
 
 from proxy_http import dechunk
 
-def classify(headers: dict[str, str], body: bytes) -> tuple[str, str, dict | None]:
-    """(service, operation, publish info) of a request."""
+def event_info(message: str) -> dict:
+    """What the checker needs of a completion event's body."""
+    try:
+        msg = json.loads(message or "{}")
+        return {k: msg.get(k) for k in ("event", "eventId", "key", "set", "epoch", "requestId")}
+    except ValueError:
+        return {}
+
+
+def classify(headers: dict[str, str], body: bytes) -> tuple[str, str, list[dict] | None]:
+    """(service, operation, the events a publish carries) of a request."""
     target = headers.get("x-amz-target", "")
     if target.startswith("DynamoDB_"):
         return "dynamodb", target.split(".", 1)[-1], None
@@ -28,15 +38,17 @@ def classify(headers: dict[str, str], body: bytes) -> tuple[str, str, dict | Non
         form = {}
     action = (form.get("Action") or [""])[0]
     if action:
-        service = "sns" if form.get("TopicArn") or action in ("Publish", "GetTopicAttributes") else "query"
-        info = None
+        service = "sns" if form.get("TopicArn") or action in ("Publish", "PublishBatch", "GetTopicAttributes") else "query"
+        events = None
         if action == "Publish":
-            try:
-                msg = json.loads((form.get("Message") or ["{}"])[0])
-                info = {k: msg.get(k) for k in ("event", "eventId", "key", "set", "epoch", "requestId")}
-            except ValueError:
-                info = {}
-        return service, action, info
+            events = [event_info((form.get("Message") or ["{}"])[0])]
+        elif action == "PublishBatch":
+            entry = re.compile(r"^PublishBatchRequestEntries\.member\.(\d+)\.Message$")
+            found = sorted(
+                (int(m.group(1)), v[0]) for k, v in form.items() if (m := entry.match(k))
+            )
+            events = [event_info(message) for _, message in found]
+        return service, action, events
     return "other", "?", None
 
 
