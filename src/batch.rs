@@ -8,11 +8,64 @@
 //! concurrently, so one slow call does not hold the next batch.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 type Reply<O, E> = oneshot::Sender<Result<O, E>>;
+
+/// How long a batch waits for more entries after its first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Linger {
+    /// Always this long: for calls on an answer's path (reads, events),
+    /// where every millisecond is a requester's.
+    Fixed(Duration),
+    /// Half the batch call's recent latency, within `[min, max]`: for calls
+    /// off the answer's path (deletes, visibility changes). On a slow
+    /// backend, waiting a fraction of a call's own latency fills batches
+    /// (fewer, cheaper calls); on a fast one the wait stays short.
+    Adaptive { min: Duration, max: Duration },
+}
+
+impl From<Duration> for Linger {
+    fn from(d: Duration) -> Self {
+        Linger::Fixed(d)
+    }
+}
+
+impl Linger {
+    /// The wait, given the batch calls' latency so far (an average).
+    pub fn wait(self, latency: Duration) -> Duration {
+        match self {
+            Linger::Fixed(d) => d,
+            Linger::Adaptive { min, max } => (latency / 2).clamp(min, max.max(min)),
+        }
+    }
+}
+
+/// The batch calls' latency, as an exponentially weighted moving average
+/// (1/8 per call) in microseconds.
+#[derive(Debug, Default)]
+struct Latency(AtomicU64);
+
+impl Latency {
+    fn get(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
+
+    fn observe(&self, took: Duration) {
+        let sample = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        let old = self.0.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.0.store(new, Ordering::Relaxed);
+    }
+}
 
 /// Why an entry got no result of its own from the batch call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -42,19 +95,21 @@ impl<T, E, O> Clone for Batcher<T, E, O> {
 
 impl<T: Send + 'static, E: From<Lost> + Send + 'static, O: Send + 'static> Batcher<T, E, O> {
     /// Starts the batching task. `flush` gets from 1 to `max` entries (what
-    /// arrived within `linger` of the first) and returns one result per
+    /// arrived within the linger of the first) and returns one result per
     /// entry, in order.
-    pub fn spawn<F, Fut>(max: usize, linger: Duration, flush: F) -> Self
+    pub fn spawn<F, Fut>(max: usize, linger: impl Into<Linger>, flush: F) -> Self
     where
         F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Result<O, E>>> + Send + 'static,
     {
         let max = max.max(1);
+        let linger = linger.into();
+        let latency = Arc::new(Latency::default());
         let (tx, mut rx) = mpsc::channel::<(T, Reply<O, E>)>(1024);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
-                let deadline = tokio::time::Instant::now() + linger;
+                let deadline = tokio::time::Instant::now() + linger.wait(latency.get());
                 while batch.len() < max {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some(entry)) => batch.push(entry),
@@ -63,8 +118,11 @@ impl<T: Send + 'static, E: From<Lost> + Send + 'static, O: Send + 'static> Batch
                 }
                 let (entries, replies): (Vec<T>, Vec<Reply<O, E>>) = batch.into_iter().unzip();
                 let fut = flush(entries);
+                let latency = latency.clone();
                 tokio::spawn(async move {
+                    let started = tokio::time::Instant::now();
                     let results = fut.await;
+                    latency.observe(started.elapsed());
                     let mut results = results.into_iter();
                     for reply in replies {
                         let r = results.next().unwrap_or_else(|| Err(Lost::NoResult.into()));
@@ -90,6 +148,63 @@ impl<T: Send + 'static, E: From<Lost> + Send + 'static, O: Send + 'static> Batch
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_adaptive_linger_is_half_the_latency_within_its_bounds() {
+        let l = Linger::Adaptive {
+            min: Duration::from_millis(5),
+            max: Duration::from_millis(50),
+        };
+        assert_eq!(l.wait(Duration::ZERO), Duration::from_millis(5));
+        assert_eq!(l.wait(Duration::from_millis(40)), Duration::from_millis(20));
+        assert_eq!(l.wait(Duration::from_secs(2)), Duration::from_millis(50));
+        assert_eq!(
+            Linger::from(Duration::from_millis(3)).wait(Duration::from_secs(1)),
+            Duration::from_millis(3)
+        );
+        let avg = Latency::default();
+        avg.observe(Duration::from_millis(80));
+        assert_eq!(avg.get(), Duration::from_millis(80));
+        for _ in 0..40 {
+            avg.observe(Duration::from_millis(8));
+        }
+        assert!(avg.get() < Duration::from_millis(9), "{:?}", avg.get());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_backend_fills_batches_with_an_adaptive_linger() {
+        // Entries arrive 4 ms apart; each batch call takes 60 ms.
+        async fn calls(linger: Linger) -> usize {
+            let calls = Arc::new(AtomicU64::new(0));
+            let seen = calls.clone();
+            let b = Batcher::spawn(10, linger, move |entries: Vec<u32>| {
+                seen.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(60)).await;
+                    entries.iter().map(|_| Ok::<(), Lost>(())).collect()
+                }
+            });
+            let mut waiting = Vec::new();
+            for i in 0..100 {
+                let b = b.clone();
+                waiting.push(tokio::spawn(async move { b.submit(i).await }));
+                tokio::time::sleep(Duration::from_millis(4)).await;
+            }
+            for w in waiting {
+                w.await.unwrap().unwrap();
+            }
+            calls.load(Ordering::Relaxed) as usize
+        }
+        let fixed = calls(Linger::Fixed(Duration::from_millis(2))).await;
+        let adaptive = calls(Linger::Adaptive {
+            min: Duration::from_millis(2),
+            max: Duration::from_millis(50),
+        })
+        .await;
+        assert_eq!(fixed, 100, "a 2 ms linger never catches the next entry");
+        // Until the first calls report their latency it waits the minimum.
+        assert!(adaptive * 3 < fixed, "{adaptive} calls for 100 entries");
+    }
     use std::sync::{Arc, Mutex};
 
     #[derive(Debug)]

@@ -11,7 +11,7 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName,
 };
 
-use crate::batch::Batcher;
+use crate::batch::{Batcher, Linger};
 
 mod dead_letter;
 mod probe;
@@ -22,8 +22,14 @@ pub use dead_letter::{MAX_MESSAGE_BYTES, attr_size, dlq_attributes};
 pub use probe::QueueStatus;
 pub use send::{MAX_BATCH, Outgoing, Sender};
 
-/// How long deletes and visibility changes wait for company.
-const LINGER: Duration = Duration::from_millis(10);
+/// How long deletes and visibility changes wait for company: half the
+/// batch call's recent latency, 10 to 50 ms. They are off the answer's
+/// path, and on a slow backend a fixed 10 ms filled batches with ~2
+/// entries.
+const LINGER: Linger = Linger::Adaptive {
+    min: Duration::from_millis(10),
+    max: Duration::from_millis(50),
+};
 
 /// The message attribute that carries the reason a message was
 /// dead-lettered.
