@@ -184,15 +184,16 @@ class Bench:
 
 def report(results: list[dict], a) -> None:
     p = print
-    p(f"\ntriggered-cache benchmark: {a.requests} requests over {a.keys} keys, ~{a.inflight} in "
-      f"flight, {a.work_ms:g} ms processor; AWS calls counted by "
+    p(f"\ntriggered-cache benchmark: hit/miss {a.requests} requests over {a.keys} keys, herd "
+      f"{a.herd}, soak {a.soak}; {a.work_ms:g} ms processor; window = requests in flight; "
+      "AWS calls counted by "
       + ", ".join(sorted({f"{r['subject']}: {r['source']}" for r in results})))
     floor = {r["mode"]: r for r in results if r["subject"] == "floor"}
-    head = f"{'mode':5} {'subject':7} {'answered':>10} {'msgs/s':>7} {'calls/msg':>9} " \
+    head = f"{'mode':5} {'subject':7} {'window':>6} {'answered':>11} {'msgs/s':>7} {'calls/msg':>9} " \
            f"{'CPU us/msg':>10} {'RSS MB':>6} {'p50 ms':>7} {'p99 ms':>7} {'runs/key':>8}"
     p(head)
     for r in results:
-        p(f"{r['mode']:5} {r['subject']:7} {r['answered']:>5}/{r['sent']:<4} {r['msgs_per_s']:7.0f} "
+        p(f"{r['mode']:5} {r['subject']:7} {r['window']:>6} {r['answered']:>5}/{r['sent']:<5} {r['msgs_per_s']:7.0f} "
           f"{r['calls_total_per_msg']:9.2f} {r['cpu_us_per_msg']:10.0f} {r['peak_rss_mb']:6.1f} "
           f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['runs_per_key']:8.2f}")
     for r in results:
