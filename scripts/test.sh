@@ -3,7 +3,8 @@
 # and property tests, the integration tests against a local AWS emulator that
 # this script starts on a free 127.0.0.1 port (and stops again), and the
 # short chaos and fault runs (real daemons, SIGKILLs, injected faults,
-# checked against DESIGN §5; docs/RELIABILITY.md).
+# checked against DESIGN §5; docs/RELIABILITY.md), and the short correctness
+# form of the benchmark (scripts/bench.sh --check; docs/PERFORMANCE.md).
 #
 #   scripts/test.sh                 everything (what CI runs)
 #   scripts/test.sh --test triggers only `cargo test` with these arguments
@@ -36,4 +37,6 @@ TC_TEST_ENDPOINT="$endpoint" cargo test --locked "$@"
 if [[ $# -eq 0 ]]; then
     step "short chaos and fault runs (scripts/chaos.sh --short)"
     scripts/chaos.sh --short
+    step "benchmark, correctness form (scripts/bench.sh --check)"
+    scripts/bench.sh --check
 fi

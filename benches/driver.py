@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""The benchmark of triggered-cache (normally started by scripts/bench.sh,
+which builds the binaries and starts the emulator; see its --help).
+
+Every mode gets fresh resources (queue, DLQ, table, topic, events queue);
+each process under test talks to the emulator through its own listener of
+a counting proxy (tests/chaos/faultproxy.py, no faults), so the AWS calls
+of the daemon and of the floor are counted the same way. The daemon's own
+count, the metric triggered_cache_aws_requests_total, is used instead when
+its /metrics has it; the report says which source each figure came from.
+
+  hit    the keys are computed once first (not measured), then N requests
+  miss   N requests over cold keys (each key computed once, on its first
+         request; the rest are hits or coalesce with the run)
+  herd   N requests for one cold key at once, 3 daemon replicas: 1 run
+  soak   N hits at a wide window, RSS sampled: is it flat?
+
+Measured per mode, for the daemon and beside it the raw-SDK floor
+(benches/floor.rs): AWS calls per message by operation, CPU per message
+(utime+stime of the process, delta over the measured run), peak RSS
+(VmHWM), messages/s, p50/p99 send->event latency, processing runs per key.
+--check asserts correctness only (every request answered, one run per key,
+nothing dead-lettered) and exits 1 otherwise; it never asserts timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import load  # noqa: E402
+from load import Load, Proxy, Subject, log  # noqa: E402
+
+SUBJECTS = ("daemon", "floor")
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.rng = random.Random(args.seed)
+        self.proxy = Proxy(args.endpoint, ["d0", "d1", "d2", "floor"], self.out)
+        self.results: list[dict] = []
+        self.failures: list[str] = []
+
+    def listener(self, wid: str) -> str:
+        return f"http://127.0.0.1:{self.proxy.listeners[wid]}"
+
+    def start(self, kind: str, env: dict, wid: str, out: Path, window: int,
+              concurrency: int) -> Subject:
+        a = self.args
+        binary = a.binary if kind == "daemon" else a.floor
+        s = Subject(kind, binary, env, self.listener("floor" if kind == "floor" else wid), out,
+                    wid, concurrency, max(1, -(-window // 10)), a.work_ms)
+        s.wait_ready()
+        return s
+
+    def calls(self, subjects: list[Subject]) -> tuple[Counter, str]:
+        """The calls so far: the daemons' metric if they have it, else the proxy."""
+        if all(s.kind == "daemon" for s in subjects):
+            total: Counter = Counter()
+            for s in subjects:
+                c = load.metric_counts(s.metrics())
+                if c is None:
+                    break
+                total += c
+            else:
+                return total, "metric"
+        return self.proxy.counts(), "proxy"
+
+    def measure(self, mode: str, kind: str, replicas: int, keys: list[str], warm: list[str],
+                window: int, sample_rss: bool = False, concurrency: int = 0) -> dict:
+        a = self.args
+        name = f"bench-{mode}-{kind}-{self.rng.getrandbits(24):06x}"
+        out = self.out / f"{mode}-{kind}"
+        out.mkdir(exist_ok=True)
+        env = load.provision(a.endpoint, name)
+        lo = Load(env, a.endpoint, out, collectors=max(2, min(8, window // 64)))
+        concurrency = concurrency or max(a.concurrency, window)
+        subjects = [self.start(kind, env, f"d{i}" if kind == "daemon" else "floor", out, window,
+                               concurrency) for i in range(replicas)]
+        try:
+            if warm:
+                w = lo.run(warm, window=min(window, 20), timeout=a.timeout, tag=f"{mode}-warm")
+                if w["answered"] < w["sent"]:
+                    self.failures.append(f"{mode}/{kind}: warm-up answered {w['answered']} of {w['sent']}")
+            proxy0, cpu0 = self.proxy.counts(), sum(load.cpu_seconds(s.pid) for s in subjects)
+            calls0, source = self.calls(subjects)
+            samples: list[tuple[float, int]] = []
+            stop = threading.Event()
+            sampler = threading.Thread(target=self.sample, args=(subjects[0].pid, samples, stop),
+                                       daemon=True)
+            if sample_rss:
+                sampler.start()
+            r = lo.run(keys, window=window, timeout=a.timeout + len(keys) / 20, tag=mode)
+            stop.set()
+            calls1, _ = self.calls(subjects)
+            cpu1 = sum(load.cpu_seconds(s.pid) for s in subjects)
+            proxy1 = self.proxy.counts()
+            hwm = max(load.status_kib(s.pid, "VmHWM") for s in subjects)
+            dlq = lo.dead_lettered()
+        finally:
+            for s in subjects:
+                s.stop()
+            lo.close()
+        runs = load.runs_per_key(out / "runs.jsonl")
+        n = r["answered"] or 1
+        by_op = {op: c / n for op, c in sorted((calls1 - calls0).items()) if c > 0}
+        res = dict(r, mode=mode, subject=kind, replicas=replicas, window=window, source=source,
+                   calls_per_msg=by_op, calls_total_per_msg=sum(by_op.values()),
+                   proxy_calls_per_msg=sum((proxy1 - proxy0).values()) / n,
+                   cpu_us_per_msg=(cpu1 - cpu0) * 1e6 / n, peak_rss_mb=hwm / 1024,
+                   msgs_per_s=r["answered"] / r["seconds"], keys=len(set(keys) | set(warm)),
+                   runs=sum(runs.values()), max_runs_per_key=max(runs.values(), default=0),
+                   dead_lettered=dlq)
+        res["runs_per_key"] = res["runs"] / res["keys"]
+        if samples:
+            res["rss_samples_mb"] = [(round(t, 1), round(k / 1024, 1)) for t, k in samples]
+        self.results.append(res)
+        (self.out / "results.json").write_text(json.dumps(self.results, indent=1))
+        log(f"{mode}/{kind}: {r['answered']}/{r['sent']} answered in {r['seconds']:.1f}s, "
+            f"{res['calls_total_per_msg']:.2f} calls/msg ({source}), "
+            f"{res['cpu_us_per_msg']:.0f} us CPU/msg, {res['runs']} runs")
+        return res
+
+    def sample(self, pid: int, samples: list, stop: threading.Event) -> None:
+        t0 = time.monotonic()
+        while not stop.wait(2.0):
+            try:
+                samples.append((time.monotonic() - t0, load.status_kib(pid, "VmRSS")))
+            except OSError:
+                return
+
+    def check(self, res: dict, herd: bool = False) -> None:
+        tag = f"{res['mode']}/{res['subject']}"
+        if res["answered"] < res["sent"]:
+            self.failures.append(f"{tag}: {res['sent'] - res['answered']} of {res['sent']} requests "
+                                 f"got no completion event (e.g. {res['unanswered'][:3]}); see events.jsonl "
+                                 "and the daemon logs in the run directory")
+        if res["max_runs_per_key"] != 1 or res["runs"] != res["keys"]:
+            self.failures.append(f"{tag}: {res['runs']} processing runs for {res['keys']} keys "
+                                 f"(at most {res['max_runs_per_key']} for one key); expected one per key")
+        if res["dead_lettered"]:
+            self.failures.append(f"{tag}: {res['dead_lettered']} messages dead-lettered")
+
+    def run(self) -> int:
+        a = self.args
+        keys = [f"k#{i:04d}" for i in range(a.keys)]
+        subjects = ["daemon"] + (["floor"] if a.floor else [])
+        try:
+            for mode in a.modes:
+                if mode in ("hit", "miss"):
+                    for kind in subjects:
+                        tag = f"{mode}-{self.rng.getrandbits(16):04x}"
+                        ks = [f"{tag}-{k}" for k in keys]
+                        load_keys = [self.rng.choice(ks) for _ in range(a.requests)]
+                        res = self.measure(mode, kind, 1, load_keys, ks if mode == "hit" else [],
+                                           a.inflight)
+                        if kind == "daemon" and mode == "miss":
+                            self.check(res)
+                elif mode == "herd":
+                    res = self.measure("herd", "daemon", 3, ["herd#0"] * a.herd, [], a.herd,
+                                       concurrency=a.concurrency)
+                    self.check(res)
+                elif mode == "soak":
+                    ks = [f"soak-{k}" for k in keys]
+                    load_keys = [self.rng.choice(ks) for _ in range(a.soak)]
+                    self.measure("soak", "daemon", 1, load_keys, ks, a.soak_inflight, sample_rss=True)
+        finally:
+            self.proxy.stop()
+        report(self.results, a)
+        for f in self.failures:
+            print(f"bench: FAILED: {f}", file=sys.stderr)
+        return 1 if self.failures else 0
+
+
+def report(results: list[dict], a) -> None:
+    p = print
+    p(f"\ntriggered-cache benchmark: hit/miss {a.requests} requests over {a.keys} keys, herd "
+      f"{a.herd}, soak {a.soak}; {a.work_ms:g} ms processor; window = requests in flight; "
+      "AWS calls counted by "
+      + ", ".join(sorted({f"{r['subject']}: {r['source']}" for r in results})))
+    floor = {r["mode"]: r for r in results if r["subject"] == "floor"}
+    head = f"{'mode':5} {'subject':7} {'window':>6} {'answered':>11} {'msgs/s':>7} {'calls/msg':>9} " \
+           f"{'CPU us/msg':>10} {'RSS MB':>6} {'p50 ms':>7} {'p99 ms':>7} {'runs/key':>8}"
+    p(head)
+    for r in results:
+        p(f"{r['mode']:5} {r['subject']:7} {r['window']:>6} {r['answered']:>5}/{r['sent']:<5} {r['msgs_per_s']:7.0f} "
+          f"{r['calls_total_per_msg']:9.2f} {r['cpu_us_per_msg']:10.0f} {r['peak_rss_mb']:6.1f} "
+          f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['runs_per_key']:8.2f}")
+    for r in results:
+        ops = "  ".join(f"{op} {v:.3f}" for op, v in r["calls_per_msg"].items())
+        p(f"  {r['mode']}/{r['subject']} calls/msg by operation ({r['source']}): {ops}")
+    for r in results:
+        f = floor.get(r["mode"])
+        if r["subject"] != "daemon" or not f:
+            continue
+        ratio = lambda k: r[k] / f[k] if f[k] else float("nan")  # noqa: E731
+        p(f"  {r['mode']} daemon/floor: calls/msg x{ratio('calls_total_per_msg'):.2f}, "
+          f"CPU/msg x{ratio('cpu_us_per_msg'):.2f}, RSS x{ratio('peak_rss_mb'):.2f}, "
+          f"msgs/s x{ratio('msgs_per_s'):.2f}")
+    for r in results:
+        if r.get("rss_samples_mb"):
+            s = [mb for _, mb in r["rss_samples_mb"]]
+            base = s[max(0, len(s) // 10)]
+            drift = (s[-1] - base) / base if base else 0
+            p(f"  soak RSS MB: after 10% {base}, end {s[-1]}, max {max(s)}: "
+              f"{'flat' if abs(drift) <= 0.10 else 'NOT flat'} ({drift:+.0%})")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--binary", required=True, help="the triggered-cache binary")
+    ap.add_argument("--floor", default="", help="the floor binary; empty: no floor")
+    ap.add_argument("--out", required=True, help="run directory (logs, results.json)")
+    ap.add_argument("--modes", type=lambda s: s.split(","), default=["hit", "miss", "herd"])
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--keys", type=int, default=50)
+    ap.add_argument("--inflight", type=int, default=20)
+    ap.add_argument("--concurrency", type=int, default=32,
+                    help="the daemon's worker.concurrency (at least the window)")
+    ap.add_argument("--work-ms", type=float, default=20)
+    ap.add_argument("--herd", type=int, default=1000)
+    ap.add_argument("--soak", type=int, default=100_000)
+    ap.add_argument("--soak-inflight", type=int, default=1024)
+    ap.add_argument("--timeout", type=float, default=120, help="seconds a run may take beyond n/20")
+    ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
+    a = ap.parse_args()
+    for m in a.modes:
+        if m not in ("hit", "miss", "herd", "soak"):
+            ap.error(f"--modes: unknown mode {m!r}; use hit, miss, herd, soak")
+    return Bench(a).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The benchmark: what triggered-cache costs per message in AWS calls, CPU and
+# memory, measured beside a raw AWS SDK for Rust loop (the floor,
+# benches/floor.rs) in the same run on the same emulator. See
+# docs/PERFORMANCE.md for what it measures and the last figures.
+#
+#   scripts/bench.sh                  hit, miss and herd modes (a few minutes)
+#   scripts/bench.sh --soak           then 100k hits at 1024 in flight, RSS sampled
+#   scripts/bench.sh --check          the short correctness form CI runs: a few
+#                                     hundred messages, debug build, no floor;
+#                                     exit 1 unless every request is answered,
+#                                     every key is computed once, none is
+#                                     dead-lettered (no timing is asserted)
+#   scripts/bench.sh --modes hit      some modes only (hit, miss, herd, soak)
+#   scripts/bench.sh --requests N --keys N --inflight N --work-ms MS --herd N
+#                                     the load (defaults 2000, 50, 20, 20, 1000)
+#   scripts/bench.sh --no-floor       the daemon only
+#   scripts/bench.sh -- ARGS...       further arguments for benches/driver.py
+#
+# Builds the release daemon and the floor (cargo bench --no-run), starts its
+# own ministack (pinned, 127.0.0.1, free port) and stops it afterwards, and
+# keeps each run's logs and results.json in .local/bench/<time>/.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+check=0
+floor=1
+modes="hit,miss,herd"
+driver=()
+extra=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --check) check=1; shift ;;
+        --soak) modes="$modes,soak"; shift ;;
+        --no-floor) floor=0; shift ;;
+        --modes) modes="${2:?--modes needs a list such as hit,miss}"; shift 2 ;;
+        --requests | --keys | --inflight | --work-ms | --herd)
+            driver+=("$1" "${2:?$1 needs a number}"); shift 2 ;;
+        --) shift; extra=("$@"); break ;;
+        -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+log() { printf '\nbench.sh: %s\n' "$*" >&2; }
+
+if [[ $check -eq 1 ]]; then
+    # Correctness only: the debug binary CI has already built, no floor.
+    floor=0
+    binary=target/debug/triggered-cache
+    modes="miss,herd"
+    driver=(--requests 300 --keys 30 --inflight 20 --herd 200 "${driver[@]}")
+    if [[ ! -x "$binary" || -n "$(find src Cargo.toml Cargo.lock -newer "$binary" -print -quit)" ]]; then
+        log "building the daemon (cargo build)"
+        cargo build --quiet --bin triggered-cache
+    fi
+else
+    binary=target/release/triggered-cache
+    log "building the release daemon (cargo build --release)"
+    cargo build --release --quiet --bin triggered-cache
+fi
+
+floor_bin=""
+if [[ $floor -eq 1 ]]; then
+    log "building the floor (cargo bench --no-run --bench floor)"
+    floor_bin="$(cargo bench --quiet --no-run --bench floor --message-format=json \
+        | .venv/bin/python -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "floor" and m.get("executable"):
+        print(m["executable"])')"
+    [[ -x "$floor_bin" ]] || { echo "bench.sh: the floor did not build" >&2; exit 1; }
+fi
+
+endpoint="$(scripts/local-aws.sh start --emulator ministack --free-port)"
+port="${endpoint##*:}"
+trap 'scripts/local-aws.sh stop --port "$port" >/dev/null 2>&1 || true' EXIT
+log "ministack at $endpoint"
+
+out=".local/bench/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+log "modes $modes; logs and results.json in $out"
+.venv/bin/python benches/driver.py --endpoint "$endpoint" --binary "$binary" \
+    --floor "$floor_bin" --out "$out" --modes "$modes" "${driver[@]}" "${extra[@]}"
