@@ -44,7 +44,8 @@ pub struct Heartbeat {
     held: Mutex<Option<Held>>,
 }
 
-/// What a heartbeat needs to do its work.
+/// What a heartbeat needs to do its work: built once per pool and shared
+/// by every message's heartbeat.
 #[derive(Clone)]
 pub struct Beats {
     pub queue: Queue,
@@ -94,7 +95,7 @@ impl Heartbeat {
     }
 
     /// Beats until dropped (the pool aborts it when the message settles).
-    pub async fn run(self: Arc<Self>, beats: Beats, receipt: String) {
+    pub async fn run(self: Arc<Self>, beats: Arc<Beats>, receipt: String) {
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::now() + beats.period, beats.period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

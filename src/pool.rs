@@ -47,7 +47,7 @@ pub trait Handle: Send + Sync + 'static {
 pub struct Pool<H> {
     pub handler: Arc<H>,
     pub queue: Queue,
-    pub beats: Beats,
+    pub beats: Arc<Beats>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub settings: Settings,

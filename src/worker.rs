@@ -148,14 +148,14 @@ impl Worker {
         Pool {
             handler: self.clone(),
             queue: self.queue.clone(),
-            beats: Beats {
+            beats: Arc::new(Beats {
                 queue: self.queue.clone(),
                 table: self.table.clone(),
                 metrics: self.metrics.clone(),
                 period: w.heartbeat_interval,
                 visibility: sqs.visibility_timeout,
                 lease: w.lease_duration,
-            },
+            }),
             metrics: self.metrics.clone(),
             health: self.health.clone(),
             settings: Settings {
