@@ -14,16 +14,33 @@ use crate::metrics::Metrics;
 use crate::worker::Worker;
 
 /// Loads the AWS configuration: the standard credential chain and region,
-/// with the configured region and endpoint override on top.
+/// with the configured region, endpoint override and call timeout on top.
 pub async fn aws_config(cfg: &Config) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    aws_loader(cfg).load().await
+}
+
+/// The loader [`aws_config`] loads (a test adds its own credentials).
+///
+/// Every call attempt is bounded by `aws.call_timeout` (the SDK sets no
+/// such bound by default). Within that bound the SDK's stalled-stream
+/// protection adds nothing for this daemon's small bodies but a timer per
+/// request, so it is off.
+pub fn aws_loader(cfg: &Config) -> aws_config::ConfigLoader {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(cfg.aws.call_timeout)
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .stalled_stream_protection(
+            aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled(),
+        );
     if let Some(region) = &cfg.aws.region {
         loader = loader.region(Region::new(region.clone()));
     }
     if let Some(endpoint) = cfg.aws.endpoint_url.as_deref().filter(|e| !e.is_empty()) {
         loader = loader.endpoint_url(endpoint);
     }
-    loader.load().await
+    loader
 }
 
 /// Builds a worker with the AWS clients of `sdk`.

@@ -146,6 +146,12 @@ tabel = \"x\"",
             vec!["lease_duration"],
         ),
         (
+            "a call timeout as long as the lease",
+            format!("{VALID}\n[aws]\ncall_timeout = \"1m\"\n"),
+            vec![],
+            vec!["aws.call_timeout", "worker.lease_duration"],
+        ),
+        (
             "missing queue url",
             VALID.replace("queue_url = \"http://127.0.0.1:1/q\"", ""),
             vec![],

@@ -31,6 +31,9 @@ const LINGER: Linger = Linger::Adaptive {
     max: Duration::from_millis(50),
 };
 
+/// The longest long poll SQS allows.
+const MAX_WAIT: Duration = Duration::from_secs(20);
+
 /// The message attribute that carries the reason a message was
 /// dead-lettered.
 pub const ATTR_ERROR: &str = "error";
@@ -168,6 +171,22 @@ impl Queue {
         &self.dlq_url
     }
 
+    /// The attempt timeout of a long poll of `wait`: the client's own
+    /// (`aws.call_timeout`) on top of the wait, so that waiting for messages
+    /// is never mistaken for a call that hangs.
+    fn long_poll_timeout(&self, wait: Duration) -> aws_sdk_sqs::config::Builder {
+        let attempt = self
+            .client
+            .config()
+            .timeout_config()
+            .and_then(|t| t.operation_attempt_timeout());
+        let mut timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder();
+        if let Some(attempt) = attempt {
+            timeouts = timeouts.operation_attempt_timeout(attempt + wait.min(MAX_WAIT));
+        }
+        aws_sdk_sqs::config::Builder::default().timeout_config(timeouts.build())
+    }
+
     /// One long-poll receive of up to `max` messages.
     pub async fn receive(
         &self,
@@ -180,11 +199,13 @@ impl Queue {
             .receive_message()
             .queue_url(&self.url)
             .max_number_of_messages(max.clamp(1, 10))
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .wait_time_seconds(wait.min(MAX_WAIT).as_secs() as i32)
             .visibility_timeout(visibility_secs(visibility))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_attribute_names("All")
+            .customize()
+            .config_override(self.long_poll_timeout(wait))
             .send()
             .await
             .map_err(|e| self.error("ReceiveMessage", &self.url, QueueFailure::call(e)))?;

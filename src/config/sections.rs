@@ -21,7 +21,7 @@ pub struct DependenciesConfig {
     pub table: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AwsConfig {
     /// The AWS region; when unset, the standard chain (AWS_REGION, profile).
@@ -29,6 +29,22 @@ pub struct AwsConfig {
     /// An endpoint override for every AWS service, for local emulators
     /// (`http://127.0.0.1:4566`). Unset in production.
     pub endpoint_url: Option<String>,
+    /// How long one attempt of an AWS call may take before it is abandoned
+    /// and retried (a `ReceiveMessage` long poll gets `sqs.wait_time` on
+    /// top). Without it, a connection that stops answering would hold a
+    /// message, kept invisible by its heartbeat, for ever.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            region: None,
+            endpoint_url: None,
+            call_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -88,6 +88,19 @@ impl Config {
                 format!("is {ep:?}, must be a URL such as http://127.0.0.1:4566"),
             );
         }
+        if self.aws.call_timeout < Duration::from_secs(1)
+            || self.aws.call_timeout >= self.worker.lease_duration
+        {
+            bad(
+                "aws.call_timeout",
+                format!(
+                    "is {}, must be at least 1s and less than worker.lease_duration ({}), so that a \
+                     lease renewal that hangs is retried before the lease runs out",
+                    humantime::format_duration(self.aws.call_timeout),
+                    humantime::format_duration(self.worker.lease_duration)
+                ),
+            );
+        }
         let arn = self.sns.topic_arn.trim();
         let arn_shaped = arn.starts_with("arn:") && arn.split(':').count() == 6;
         if !arn.is_empty() && !arn_shaped {

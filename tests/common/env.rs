@@ -183,6 +183,7 @@ impl Env {
         cfg.sns.topic_arn = self.topic_arn.clone();
         cfg.worker.heartbeat_interval = Duration::from_millis(500);
         cfg.worker.lease_duration = Duration::from_secs(3);
+        cfg.aws.call_timeout = Duration::from_secs(2);
         cfg.worker.clock_skew = Duration::from_millis(200);
         cfg.worker.shutdown_grace = Duration::from_secs(5);
         cfg.http.listen = String::new();
