@@ -189,8 +189,8 @@ fn print_table(rows: &[Vec<String>]) {
     }
 }
 
-/// `reset`: the same unconditional reset as a trigger message, written
-/// directly, with its `reset` events.
+/// `reset`: the same reset as a trigger message, written directly, with
+/// its `reset` events.
 pub async fn reset(
     cfg: &Config,
     sdk: &aws_config::SdkConfig,
@@ -201,10 +201,29 @@ pub async fn reset(
     let table = table(cfg, &clients);
     let events = Publisher::new(clients.sns(), cfg);
     let sets = sets(cfg, Some(set))?;
-    let write = state::trigger();
-    let writes: Vec<(&str, &state::Write)> = sets.iter().map(|s| (s.as_str(), &write)).collect();
+    // A request parked in a flow of this cache goes back to the queue
+    // first (as a trigger does, state/parked.rs); the reset holds only if
+    // it is still the one parked.
+    let read = table.get(key).await?;
+    let mut parked = vec![];
+    let owned: Vec<(&str, state::Write)> = sets
+        .iter()
+        .map(|s| {
+            let mut write = state::trigger();
+            if let Some(rid) = state::carry_parked(&table.attrs.cache(&read, s), &mut write) {
+                parked.push(serde_json::json!({"v": 1, "type": "request",
+                    "key": key.to_json(), "set": s, "requestId": rid}));
+            }
+            (s.as_str(), write)
+        })
+        .collect();
+    if !parked.is_empty() {
+        send(cfg, sdk, &parked).await?;
+        println!("sent {} parked request(s) back to the queue", parked.len());
+    }
+    let writes: Vec<(&str, &state::Write)> = owned.iter().map(|(s, w)| (*s, w)).collect();
     let Updated::Applied(item) = table.update(key, &writes).await? else {
-        anyhow::bail!("the unconditional reset was rejected");
+        anyhow::bail!("another request parked while resetting {key}; run reset again");
     };
     for s in &sets {
         let epoch = table.attrs.cache(&item, s).epoch();

@@ -10,6 +10,9 @@ use serde_json::{Map, Value as Json, json};
 use crate::admin;
 use crate::config::{Config, ConfigError, ProcessorConfig, Validated};
 
+mod when;
+use when::When;
+
 /// triggered-cache keeps event-invalidated caches in DynamoDB items and
 /// recomputes each exactly once, fed by SQS and announced on SNS.
 #[derive(Debug, Parser)]
@@ -36,6 +39,7 @@ Examples:
   triggered-cache config check
   triggered-cache send request order#123 --set summary
   triggered-cache send trigger order#123 --set '*'
+  triggered-cache send trigger order#123 --set summary --at 2026-12-24T00:00:00Z
   triggered-cache inspect order#123
   triggered-cache dlq list
   triggered-cache dlq redrive --skip-malformed
@@ -172,6 +176,8 @@ pub enum SendCmd {
     Trigger {
         #[command(flatten)]
         target: Target,
+        #[command(flatten)]
+        when: When,
     },
     /// Start a trigger flow: reset, and hold reprocessing until it ends.
     TriggerStart {
@@ -179,6 +185,8 @@ pub enum SendCmd {
         target: Target,
         #[arg(long)]
         trigger_id: String,
+        #[command(flatten)]
+        when: When,
     },
     /// End a trigger flow; a parked request is processed at once.
     TriggerEnd {
@@ -186,6 +194,8 @@ pub enum SendCmd {
         target: Target,
         #[arg(long)]
         trigger_id: String,
+        #[command(flatten)]
+        when: When,
     },
 }
 
@@ -380,12 +390,24 @@ fn bodies(cfg: &Config, cmd: SendCmd) -> anyhow::Result<Vec<Json>> {
             }
             vec![body("request", &target, extra)?; count as usize]
         }
-        SendCmd::Trigger { target } => vec![body("trigger", &target, Map::new())?],
-        SendCmd::TriggerStart { target, trigger_id } => {
-            vec![body("trigger_start", &target, flow(trigger_id))?]
+        SendCmd::Trigger { target, when } => vec![body("trigger", &target, when.fields())?],
+        SendCmd::TriggerStart {
+            target,
+            trigger_id,
+            when,
+        } => {
+            let mut extra = flow(trigger_id);
+            extra.extend(when.fields());
+            vec![body("trigger_start", &target, extra)?]
         }
-        SendCmd::TriggerEnd { target, trigger_id } => {
-            vec![body("trigger_end", &target, flow(trigger_id))?]
+        SendCmd::TriggerEnd {
+            target,
+            trigger_id,
+            when,
+        } => {
+            let mut extra = flow(trigger_id);
+            extra.extend(when.fields());
+            vec![body("trigger_end", &target, extra)?]
         }
     })
 }

@@ -146,6 +146,12 @@ impl<K: Eq + Hash + Clone> Leader<K> {
         }
     }
 
+    /// Whether the leader published an answering event (sealed the
+    /// flight): its followers are named in it.
+    pub fn published(&self) -> bool {
+        self.sealed.is_some()
+    }
+
     /// The leader is about to read the item (or write it, which returns
     /// it): what it decides next holds for the followers so far.
     pub fn reading(&mut self) {

@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value as Json};
 
-use crate::message::{BadMessage, MAX_BODY_BYTES, Message, Native, Schema, bad};
+use crate::message::{BadMessage, MAX_BODY_BYTES, Message, Native, Schedule, Schema, bad};
 use crate::streams::{Rules, StreamTriggers, is_stream};
 
 /// Every form a queue message can take.
@@ -29,6 +29,8 @@ pub enum Decoded {
 pub struct Envelope {
     pub decoded: Decoded,
     pub attributes: Vec<(String, String)>,
+    /// A scheduled trigger's `at` or `delay` (`crate::message::Schedule`).
+    pub schedule: Option<Schedule>,
 }
 
 impl Schema {
@@ -69,18 +71,21 @@ impl Schema {
             return Ok(Envelope {
                 decoded: Decoded::Stream(triggers),
                 attributes: vec![],
+                schedule: None,
             });
         }
         let Json::Object(obj) = json else {
             return Err(bad("body is not a JSON object"));
         };
-        let decoded = match self.decode_object(&obj)? {
+        let (native, schedule) = self.decode_scheduled(&obj)?;
+        let decoded = match native {
             Native::Message(m) => Decoded::Message(m),
             Native::Dependency(entity) => Decoded::Dependency(entity),
         };
         Ok(Envelope {
             decoded,
             attributes: vec![],
+            schedule,
         })
     }
 }

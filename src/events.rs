@@ -48,6 +48,11 @@ pub struct CompletionEvent<'a> {
     /// request id that fails again is a new event (and is not dropped by a
     /// FIFO topic's de-duplication).
     pub failed_message_id: Option<&'a str>,
+    /// `answer_each_request`: the other requests this event answers, by
+    /// id (`answers`), and how many more past the bound it answers by key
+    /// and set only (`answersOmitted`).
+    pub answers: &'a [String],
+    pub answers_omitted: i64,
 }
 
 impl<'a> CompletionEvent<'a> {
@@ -65,6 +70,8 @@ impl<'a> CompletionEvent<'a> {
             error: None,
             coalesced: &[],
             failed_message_id: None,
+            answers: &[],
+            answers_omitted: 0,
         }
     }
 }
@@ -139,6 +146,12 @@ impl Publisher {
         });
         if !ev.coalesced.is_empty() {
             body["coalesced"] = json!(ev.coalesced);
+        }
+        if !ev.answers.is_empty() {
+            body["answers"] = json!(ev.answers);
+        }
+        if ev.answers_omitted > 0 {
+            body["answersOmitted"] = json!(ev.answers_omitted);
         }
         let text = body.to_string();
         if text.len() + ATTRIBUTE_ROOM <= MAX_EVENT_BYTES {

@@ -105,12 +105,13 @@ impl Attrs {
         let mut rec = Cache::default();
         for field in Field::ALL {
             let val = item.get(&self.name(set, field)).and_then(|av| match field {
-                Field::Value => Some(Val::Json(to_json(av))),
+                Field::Value | Field::Answers | Field::Scheduled => Some(Val::Json(to_json(av))),
                 Field::Epoch
                 | Field::LeaseUntil
                 | Field::TriggerDeadline
                 | Field::ReadyAt
-                | Field::Attempts => av
+                | Field::Attempts
+                | Field::AnswersOmitted => av
                     .as_n()
                     .ok()
                     .and_then(|n| n.parse::<i64>().ok())

@@ -21,7 +21,10 @@ use serde_json::{Map, Value as Json};
 
 use crate::item::{Key, KeyValue};
 
+mod schedule;
 mod wire;
+
+pub use schedule::{Due, Schedule, rfc3339};
 
 use wire::{Form, Kind, Problem};
 
@@ -85,7 +88,7 @@ pub struct Schema {
 
 /// Every field of every native form, for the reason that names an unknown
 /// one.
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 10] = [
     "v",
     "type",
     "key",
@@ -94,6 +97,8 @@ const FIELDS: [&str; 8] = [
     "input",
     "triggerId",
     "dependency",
+    "at",
+    "delay",
 ];
 
 /// What a native body stands for (an envelope may also hold stream
@@ -109,14 +114,30 @@ pub enum Native {
 
 impl Schema {
     /// Decodes a native message's JSON object: the head (`v`, `type`),
-    /// then the form of its type (`wire`), then what only the deployment
-    /// can say (the key, the sets).
-    pub(crate) fn decode_object(&self, obj: &Map<String, Json>) -> Result<Native, BadMessage> {
+    /// the trigger's schedule (`at` or `delay`) if it has one, then the form
+    /// of its type (`wire`), then what only the deployment can say (the
+    /// key, the sets).
+    pub(crate) fn decode_scheduled(
+        &self,
+        obj: &Map<String, Json>,
+    ) -> Result<(Native, Option<Schedule>), BadMessage> {
         let head = wire::head(obj).map_err(|p| self.reason(p, None))?;
         let kind = Kind::of(&head.kind).map_err(bad)?;
         let dependency = kind == Kind::Trigger && head.dependency.is_some();
+        // A request has no schedule: its `at` or `delay` is a field that
+        // does not belong (the form says so).
+        let schedule = match kind {
+            Kind::Request => None,
+            _ => schedule::take(obj)?,
+        };
+        let obj = schedule.as_ref().map_or(obj, |s| &s.body);
         let form = Form::read(kind, dependency, obj)
             .map_err(|p| self.reason(p, Some((kind, dependency))))?;
+        let native = self.native(form)?;
+        Ok((native, schedule))
+    }
+
+    fn native(&self, form: Form) -> Result<Native, BadMessage> {
         let (key, command) = match form {
             Form::Dependency(d) => return Ok(Native::Dependency(d.dependency)),
             Form::Request(r) => (

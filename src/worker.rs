@@ -38,7 +38,16 @@ use crate::streams::Rules;
 use execute::Execution;
 
 mod execute;
+mod schedule;
 mod triggers;
+
+/// The most request ids an answering event lists (`answer_each_request`);
+/// past it, it counts them in `answersOmitted`.
+pub const MAX_ANSWERS: usize = 100;
+
+fn set_cfg_answers(cfg: &Config, set: &str) -> bool {
+    cfg.sets.get(set).is_some_and(|s| s.answer_each_request)
+}
 
 /// Requests in flight in this process are coalesced by (key, set).
 type FlightKey = (Key, String);
@@ -183,6 +192,7 @@ impl Worker {
             backoff_base_ms: set_cfg.backoff_base.as_millis() as i64,
             backoff_cap_ms: set_cfg.backoff_cap.as_millis() as i64,
             max_rehandles: self.cfg.worker.max_rehandles,
+            answer_each_request: set_cfg_answers(&self.cfg, set).then_some(MAX_ANSWERS),
         };
         Handler::new(policy, subject)
     }
@@ -215,12 +225,22 @@ impl Worker {
         if !envelope.attributes.is_empty() {
             crate::telemetry::adopt_parent_from(&span, &envelope.attributes);
         }
+        // A scheduled trigger: held back until due, then handled once.
+        let schedule = match &envelope.schedule {
+            Some(schedule) => match self.hold_until_due(msg, schedule).await {
+                Ok(true) => return Disposition::Delete,
+                Ok(false) => Some(schedule::schedule_id(msg)),
+                Err(e) => return self.after_error(&e, msg),
+            },
+            None => None,
+        };
+        let schedule = schedule.as_deref();
         let decoded = match envelope.decoded {
             Decoded::Message(m) => m,
             Decoded::Dependency(entity) => {
                 span.record("key", entity.as_str());
                 return self
-                    .trigger_dependency(&entity)
+                    .trigger_dependency(&entity, schedule)
                     .await
                     .unwrap_or_else(|e| self.after_error(&e, msg));
             }
@@ -257,11 +277,11 @@ impl Worker {
                         SetSelector::All => "*",
                     },
                 );
-                self.trigger(&key, sets).await
+                self.trigger(&key, sets, schedule).await
             }
             Command::TriggerStart { set, trigger_id } => {
                 span.record("set", set.as_str());
-                self.trigger_start(&key, &set, &trigger_id).await
+                self.trigger_start(&key, &set, &trigger_id, schedule).await
             }
             Command::TriggerEnd { set, trigger_id } => {
                 span.record("set", set.as_str());
@@ -332,7 +352,15 @@ impl Worker {
         };
         match self.execute(self.handler(set, subject), ex).await {
             Ok(d) => {
-                leader.finish(FlightOutcome::Answered);
+                // With answer_each_request, a leader that left its answer
+                // to another run or parked listed only itself: the others
+                // decide again, each listing itself.
+                let listed_alone = set_cfg_answers(&self.cfg, set) && !leader.published();
+                leader.finish(if listed_alone {
+                    FlightOutcome::Again
+                } else {
+                    FlightOutcome::Answered
+                });
                 d
             }
             Err(e) => {

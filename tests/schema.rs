@@ -85,6 +85,9 @@ fn the_messages_tests_and_the_cli_send_are_valid() {
         json!({"v": 1, "type": "trigger_end", "key": {"pk": "order#2"}, "set": "summary", "triggerId": "flow-42"}),
         json!({"v": 1, "type": "request", "key": {"pk": "account#9", "sk": 12}, "set": "invoice"}),
         json!({"v": 1, "type": "trigger", "dependency": "product#A"}),
+        json!({"v": 1, "type": "trigger", "key": {"pk": "order#1"}, "set": "summary", "at": "2026-12-24T00:00:00Z"}),
+        json!({"v": 1, "type": "trigger_end", "key": {"pk": "order#2"}, "set": "summary", "triggerId": "flow-42", "delay": "2h"}),
+        json!({"v": 1, "type": "trigger", "dependency": "product#A", "delay": "15m"}),
     ];
     for m in sent {
         assert!(v.is_valid(&m), "{m}");
@@ -113,6 +116,9 @@ fn the_schema_and_the_decoder_agree_on_bad_messages() {
         json!([1, 2]),
         json!({"v": 1, "type": "trigger", "dependency": "product#A", "key": k}),
         json!({"v": 1, "type": "request", "dependency": "product#A", "key": k, "set": "summary"}),
+        json!({"v": 1, "type": "request", "key": k, "set": "summary", "delay": "1h"}),
+        json!({"v": 1, "type": "trigger", "key": k, "set": "summary", "at": "2026-12-24T00:00:00Z", "delay": "1h"}),
+        json!({"v": 1, "type": "trigger", "key": k, "set": "summary", "at": 5}),
     ];
     for m in bad {
         assert!(!v.is_valid(&m), "the schema accepts {m}");

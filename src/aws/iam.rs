@@ -106,6 +106,13 @@ pub const IAM_ACTIONS: &[Grant] = &[
     ),
     grant(
         Daemon,
+        Queue,
+        "sqs:SendMessage",
+        &["send_message"],
+        "queue::Queue::resend: a scheduled trigger not due yet, a parked request a trigger carries on",
+    ),
+    grant(
+        Daemon,
         Dlq,
         "sqs:SendMessage",
         &["send_message"],

@@ -15,11 +15,13 @@ use crate::batch::{Batcher, Linger};
 
 mod dead_letter;
 mod probe;
+mod resend;
 mod send;
 
 pub use super::error::{QueueError, QueueFailure};
 pub use dead_letter::{MAX_MESSAGE_BYTES, attr_size, dlq_attributes};
 pub use probe::QueueStatus;
+pub use resend::{MAX_DELAY, SCHEDULE_ID_ATTR};
 pub use send::{MAX_BATCH, Outgoing, Sender};
 
 /// How long deletes and visibility changes wait for company: half the

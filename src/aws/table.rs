@@ -186,6 +186,14 @@ impl Expression {
                         sets.push(format!("{n} = if_not_exists({n}, :zero) + :one"));
                     }
                     Op::Remove(f) => removes.push(e.name(attrs.name(set, *f))),
+                    Op::Append(f, v) => {
+                        let n = e.name(attrs.name(set, *f));
+                        let v = e.value(AttributeValue::L(vec![val_to_av(v)]));
+                        let empty = e.value(AttributeValue::L(vec![]));
+                        sets.push(format!(
+                            "{n} = list_append(if_not_exists({n}, {empty}), {v})"
+                        ));
+                    }
                 }
             }
             for cond in &write.conds {
@@ -203,6 +211,11 @@ impl Expression {
                         let n = e.name(attrs.name(set, *f));
                         let v = e.value(val_to_av(v));
                         conds.push(format!("(attribute_not_exists({n}) OR {n} <> {v})"));
+                    }
+                    Cond::Shorter(f, max) => {
+                        let n = e.name(attrs.name(set, *f));
+                        let v = e.value(AttributeValue::N(max.to_string()));
+                        conds.push(format!("(attribute_not_exists({n}) OR size({n}) < {v})"));
                     }
                 }
             }

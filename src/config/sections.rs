@@ -70,6 +70,11 @@ pub struct SqsConfig {
     pub visibility_timeout: Duration,
     /// Concurrent long-poll loops.
     pub pollers: u32,
+    /// The longest a scheduled trigger that is not due yet is held back
+    /// per re-send (SQS `DelaySeconds`, 1s to 15m): one further away is
+    /// re-sent again each time it comes back, until it is due.
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
 }
 
 impl Default for SqsConfig {
@@ -82,6 +87,7 @@ impl Default for SqsConfig {
             receive_linger: Duration::from_millis(20),
             visibility_timeout: Duration::from_secs(60),
             pollers: 2,
+            max_delay: Duration::from_secs(900),
         }
     }
 }

@@ -63,6 +63,12 @@ pub struct SetConfig {
     /// A trigger flow that has not ended after this stops blocking requests.
     #[serde(default = "default_trigger_timeout", with = "humantime_serde")]
     pub trigger_timeout: Duration,
+    /// Every request answered by its own id: a request that leaves its
+    /// answer to another request's run or to a trigger flow is listed on
+    /// the item, and the `ready` or `failed` event lists it (`answers`).
+    /// Costs one conditional write per such request.
+    #[serde(default)]
+    pub answer_each_request: bool,
 }
 
 fn default_timeout() -> Duration {

@@ -366,7 +366,7 @@ fn each_serde_problem_names_the_full_key() {
         (
             MINIMAL.replace("[sqs]\n", "[sqs]\nqueue_urll = \"x\"\n"),
             &[],
-            "config key sqs.queue_urll is not a known key; expected one of `queue_url`, `dlq_url`, `wait_time`, `receive_batch_size`, `receive_linger`, `visibility_timeout`, `pollers` (remove it or fix its spelling)",
+            "config key sqs.queue_urll is not a known key; expected one of `queue_url`, `dlq_url`, `wait_time`, `receive_batch_size`, `receive_linger`, `visibility_timeout`, `pollers`, `max_delay` (remove it or fix its spelling)",
         ),
         (
             format!("{MINIMAL}\n[[streams]]\ntable = \"orders\"\ntabel = \"x\"\n"),

@@ -132,6 +132,12 @@ impl Config {
         if self.sqs.pollers == 0 {
             bad("sqs.pollers", "must be at least 1".into());
         }
+        if !(Duration::from_secs(1)..=crate::aws::queue::MAX_DELAY).contains(&self.sqs.max_delay) {
+            bad(
+                "sqs.max_delay",
+                "must be 1s to 15m (SQS's longest DelaySeconds)".into(),
+            );
+        }
         let w = &self.worker;
         if w.concurrency == 0 {
             bad("worker.concurrency", "must be at least 1".into());

@@ -30,6 +30,12 @@ pub(super) enum Phase {
     },
     Publishing(Disposition),
     Done,
+    /// `answer_each_request`: a request that leaves its answer to another
+    /// run or a flow is adding itself to the list (`answers.rs`).
+    Listing(super::answers::Leaving),
+    /// `answer_each_request`: clearing what the event just published
+    /// listed; then settle.
+    Clearing(Disposition),
 }
 
 #[derive(Clone, Debug)]
@@ -56,6 +62,10 @@ pub struct Handler {
     pub(super) decisions: u32,
     pub(super) counted_miss: bool,
     pub(super) notes: Vec<Note>,
+    /// `answer_each_request`: what the record as last read or written
+    /// lists, and the clear of what the event published (`answers.rs`).
+    pub(super) listed: crate::state::Listed,
+    pub(super) clear: Option<crate::state::Write>,
 }
 
 impl Handler {
@@ -72,6 +82,8 @@ impl Handler {
             decisions: 0,
             counted_miss: false,
             notes: vec![],
+            listed: crate::state::Listed::default(),
+            clear: None,
         }
     }
 
@@ -96,6 +108,7 @@ impl Handler {
     /// Takes the outcome of the last effect and returns the next one.
     pub fn next(&mut self, input: Input, clock: &Clock) -> Step {
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
+        self.keep_listed(&input);
         let effect = match (phase, input) {
             (Phase::Reading, Input::Read(rec)) => self.decide(rec, clock),
             (Phase::Adopting(rec), Input::Adopted(adopted)) => {
@@ -145,7 +158,10 @@ impl Handler {
                 },
                 Input::TooLarge(error),
             ) => self.fail(epoch, error),
-            (Phase::Publishing(then), Input::Published) => self.settle(then),
+            (Phase::Publishing(then), Input::Published) => self.published(then),
+            (Phase::Listing(leaving), Input::Applied(_)) => self.left(leaving),
+            (Phase::Listing(_), Input::Rejected(now)) => self.decide(now, clock),
+            (Phase::Clearing(then), Input::Applied(_) | Input::Rejected(_)) => self.settle(then),
             (phase, input) => {
                 panic!("handler: input {input:?} does not answer the effect of {phase:?}")
             }
@@ -162,6 +178,7 @@ impl Handler {
     }
 
     pub(super) fn publish(&mut self, answer: Answer, then: Disposition) -> Effect {
+        let answer = self.with_answers(answer);
         self.phase = Phase::Publishing(then);
         Effect::Publish(answer)
     }
@@ -174,6 +191,7 @@ impl Handler {
             value: None,
             error: None,
             failed_message_id: None,
+            answers: crate::state::Listed::default(),
         }
     }
 
@@ -265,6 +283,9 @@ impl Handler {
                 )
             }
             Decision::Leave(reason) => {
+                if let Some(effect) = self.leave_listed(&rec, reason) {
+                    return effect;
+                }
                 self.notes.push(Note::Left {
                     reason,
                     owner: rec.request_id.clone(),
@@ -274,6 +295,7 @@ impl Handler {
                 self.settle(Disposition::Delete)
             }
             Decision::Park { write } => {
+                let write = self.park_listed(&rec, write);
                 self.phase = Phase::Parking(rec);
                 Effect::Write(write)
             }

@@ -16,6 +16,7 @@
 //! retry or fail, a trigger end becoming its parked request, owner
 //! adoption, miss counting) is here, nowhere else.
 
+mod answers;
 mod machine;
 mod notes;
 mod run;
@@ -61,6 +62,10 @@ pub struct Policy {
     /// How many times the state may move under one message before it is
     /// left for later (`worker.max_rehandles`).
     pub max_rehandles: u32,
+    /// `answer_each_request`: requests that leave their answer to another
+    /// run or to a flow are listed by id on the item, up to this many
+    /// (`handler/answers.rs`); `None`: off.
+    pub answer_each_request: Option<usize>,
 }
 
 /// What is being settled.
@@ -115,6 +120,9 @@ pub struct Answer {
     pub error: Option<String>,
     /// For `failed`: the message whose run recorded the failure.
     pub failed_message_id: Option<String>,
+    /// `answer_each_request`: the other requests a `ready` or `failed`
+    /// event answers, by id, and how many more by key and set only.
+    pub answers: crate::state::Listed,
 }
 
 /// What to do next.

@@ -186,6 +186,10 @@ impl Handler {
                 self.notes.push(Note::TakenOver {
                     new_owner: now.request_id.clone(),
                 });
+                if self.policy.answer_each_request.is_some() {
+                    // Listed as a request the new owner's run answers.
+                    return self.decide(now, clock);
+                }
                 self.settle(Disposition::Delete)
             }
             Rejected::Rehandle => {

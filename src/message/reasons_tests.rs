@@ -22,7 +22,7 @@ fn every_reason_names_the_field_and_what_was_expected() {
     let cases = [
         (
             json!({"v": 1, "type": "request", "key": {"pk": "a"}, "set": "summary", "extra": 1}),
-            "unknown field `extra`; known fields are v, type, key, set, requestId, input, triggerId, dependency",
+            "unknown field `extra`; known fields are v, type, key, set, requestId, input, triggerId, dependency, at, delay",
         ),
         (
             json!({"type": "request", "key": {"pk": "a"}, "set": "summary"}),
@@ -111,4 +111,70 @@ fn an_input_that_is_null_is_an_input() {
             input: Some(serde_json::Value::Null)
         }
     );
+}
+
+#[test]
+fn a_bad_schedule_is_dead_lettered_with_what_to_write() {
+    let cases = [
+        (
+            json!({"v": 1, "type": "trigger", "key": {"pk": "a"}, "set": "summary", "at": 5}),
+            r#"field `at` is a number 5, expected an RFC 3339 time in UTC, like "2026-12-24T00:00:00Z""#,
+        ),
+        (
+            json!({"v": 1, "type": "trigger", "key": {"pk": "a"}, "set": "summary", "at": "2026-12-24T00:00:00Z", "delay": "1h"}),
+            "fields `at` and `delay` exclude each other: give the time (`at`) or the wait (`delay`)",
+        ),
+        (
+            json!({"v": 1, "type": "request", "key": {"pk": "a"}, "set": "summary", "delay": "1h"}),
+            "field `delay` does not belong in a `request` message",
+        ),
+        (
+            json!({"v": 1, "type": "trigger_end", "key": {"pk": "a"}, "set": "summary", "triggerId": "f", "delay": 60}),
+            r#"field `delay` is a number 60, expected a duration like "90s", "15m" or "2h""#,
+        ),
+    ];
+    for (body, want) in cases {
+        assert_eq!(reason(body.clone()), want, "{body}");
+    }
+    let at = reason(
+        json!({"v": 1, "type": "trigger_start", "key": {"pk": "a"}, "set": "summary", "triggerId": "f", "at": "midnight"}),
+    );
+    assert!(
+        at.starts_with(r#"field `at` is a string \"midnight\": "#)
+            && at.ends_with(r#"expected an RFC 3339 time in UTC, like "2026-12-24T00:00:00Z""#),
+        "{at}"
+    );
+    let delay = reason(json!({"v": 1, "type": "trigger", "dependency": "p", "delay": "soon"}));
+    assert!(
+        delay.starts_with(r#"field `delay` is a string \"soon\": "#),
+        "{delay}"
+    );
+}
+
+#[test]
+fn a_scheduled_trigger_decodes_with_its_schedule_and_without_it_in_the_body() {
+    let body =
+        r#"{"v":1,"type":"trigger","key":{"pk":"a"},"set":"summary","at":"2026-12-24T00:00:00Z"}"#;
+    let env = schema()
+        .decode_any(body, &crate::streams::Rules::default())
+        .unwrap();
+    let schedule = env.schedule.expect("scheduled");
+    assert_eq!(schedule.due, Due::At(1_798_070_400_000));
+    assert!(!schedule.body.contains_key("at"));
+    // The copy sent again carries the absolute time and decodes the same.
+    let copy = schema()
+        .decode_any(
+            &schedule.resend_body(schedule.at(0)),
+            &crate::streams::Rules::default(),
+        )
+        .unwrap();
+    assert_eq!(copy.decoded, env.decoded);
+    assert_eq!(copy.schedule.unwrap().due, Due::At(1_798_070_400_000));
+    let delayed = r#"{"v":1,"type":"trigger","key":{"pk":"a"},"set":"*","delay":"2h"}"#;
+    let s = schema()
+        .decode_any(delayed, &crate::streams::Rules::default())
+        .unwrap()
+        .schedule
+        .unwrap();
+    assert_eq!(s.at(1_000), 1_000 + 7_200_000);
 }

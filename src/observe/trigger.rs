@@ -33,6 +33,24 @@ pub enum TriggerEvent<'a> {
     StreamRecordsUnmatched { records: usize },
     /// A processor reported `dependsOn` but dependency tracking is off.
     DependenciesNotTracked { entities: usize },
+    /// A scheduled trigger not due yet was sent back to the queue, held
+    /// back for `delay_secs`; it is due at `at`.
+    ScheduleHeld {
+        schedule_id: &'a str,
+        at: &'a str,
+        delay_secs: u64,
+    },
+    /// A second copy of a scheduled trigger that took effect already (a
+    /// crash between the re-send and the delete): its `reset` event is
+    /// published again (same epoch, same eventId), nothing else.
+    ScheduleAlreadyApplied {
+        set: &'a str,
+        schedule_id: &'a str,
+        epoch: i64,
+    },
+    /// A trigger about to clear the awaiting step of an expired flow sent
+    /// the parked request back to the queue (`state/parked.rs`).
+    ParkedCarried { set: &'a str, request_id: &'a str },
 }
 
 impl TriggerEvent<'_> {
@@ -74,6 +92,29 @@ impl TriggerEvent<'_> {
             TriggerEvent::DependenciesNotTracked { entities } => warn!(
                 entities,
                 "the processor reported dependsOn but dependencies.table is not set; not tracked"
+            ),
+            TriggerEvent::ScheduleHeld {
+                schedule_id,
+                at,
+                delay_secs,
+            } => info!(
+                schedule_id,
+                at, delay_secs, "scheduled trigger not due yet; sent back to the queue"
+            ),
+            TriggerEvent::ScheduleAlreadyApplied {
+                set,
+                schedule_id,
+                epoch,
+            } => info!(
+                set,
+                schedule_id,
+                epoch,
+                "scheduled trigger took effect already (a second copy); re-publishing its reset"
+            ),
+            TriggerEvent::ParkedCarried { set, request_id } => info!(
+                set,
+                parked_request_id = request_id,
+                "the trigger resets an expired flow: its parked request is sent back to the queue"
             ),
         }
     }

@@ -34,13 +34,19 @@
 //! Every public item is re-exported here: callers write
 //! `state::decide_request`, `state::commit`, not the part it lives in.
 
+mod answers;
 mod decide;
+mod parked;
+mod schedule;
 mod writes;
 
+pub use answers::{Listed, clear_answers, leave_listed, listed, park_listed};
 pub use decide::{
     ClaimReason, Decision, LeaveReason, Outcome, Run, decide_request, decide_trigger,
     decide_trigger_end, decide_trigger_start, trigger,
 };
+pub use parked::carry_parked;
+pub use schedule::{KEEP_SCHEDULED, applied_epoch, resend_delay, scheduled};
 pub use writes::{
     Rejected, backoff, classify_rejection, commit, fail, owner, release, renew, retry_later,
 };
@@ -105,10 +111,19 @@ pub enum Field {
     /// with the same `requestId`) claims and processes. Read only while
     /// `FAILED` (every write of `FAILED` sets it), so a claim leaves it.
     FailedMessageId,
+    /// `answer_each_request`: the request ids the next answering event
+    /// lists (a list, bounded; `answers.rs`).
+    Answers,
+    /// `answer_each_request`: how many requests past the bound of
+    /// `answers` the next answering event answers by key and set only.
+    AnswersOmitted,
+    /// The scheduled triggers that took effect last, as `id@epoch`
+    /// (a list, bounded; `schedule.rs`): a second copy of one does nothing.
+    Scheduled,
 }
 
 impl Field {
-    pub const ALL: [Field; 13] = [
+    pub const ALL: [Field; 16] = [
         Field::Status,
         Field::Epoch,
         Field::RequestId,
@@ -122,6 +137,9 @@ impl Field {
         Field::Attempts,
         Field::Error,
         Field::FailedMessageId,
+        Field::Answers,
+        Field::AnswersOmitted,
+        Field::Scheduled,
     ];
 
     /// The attribute name suffix, as in DESIGN §2.
@@ -140,6 +158,9 @@ impl Field {
             Field::Attempts => "attempts",
             Field::Error => "error",
             Field::FailedMessageId => "failedMessageId",
+            Field::Answers => "answers",
+            Field::AnswersOmitted => "answersOmitted",
+            Field::Scheduled => "scheduled",
         }
     }
 
@@ -176,6 +197,9 @@ pub enum Op {
     /// `field = if_not_exists(field, 0) + 1`
     Increment(Field),
     Remove(Field),
+    /// Appends one value to a list field (created if absent):
+    /// `list_append(if_not_exists(field, []), [value])`.
+    Append(Field, Val),
 }
 
 /// One part of a condition; all parts must hold.
@@ -185,6 +209,8 @@ pub enum Cond {
     Absent(Field),
     /// The field is absent or holds another value.
     Ne(Field, Val),
+    /// The list field is absent or holds fewer than this many values.
+    Shorter(Field, usize),
 }
 
 /// A single conditional write to one cache set. Empty `conds` means
@@ -211,6 +237,9 @@ pub struct Cache {
     pub attempts: Option<i64>,
     pub error: Option<String>,
     pub failed_message_id: Option<String>,
+    pub answers: Option<Vec<String>>,
+    pub answers_omitted: Option<i64>,
+    pub scheduled: Option<Vec<String>>,
 }
 
 impl Cache {
@@ -245,6 +274,9 @@ impl Cache {
             Field::Attempts => n(&self.attempts),
             Field::Error => s(&self.error),
             Field::FailedMessageId => s(&self.failed_message_id),
+            Field::Answers => list(&self.answers),
+            Field::AnswersOmitted => n(&self.answers_omitted),
+            Field::Scheduled => list(&self.scheduled),
         }
     }
 
@@ -281,6 +313,9 @@ impl Cache {
             Field::Attempts => self.attempts = n(val),
             Field::Error => self.error = s(val),
             Field::FailedMessageId => self.failed_message_id = s(val),
+            Field::Answers => self.answers = strings(val),
+            Field::AnswersOmitted => self.answers_omitted = n(val),
+            Field::Scheduled => self.scheduled = strings(val),
         }
     }
 
@@ -290,6 +325,10 @@ impl Cache {
             Cond::Eq(f, v) => self.get(*f).as_ref() == Some(v),
             Cond::Absent(f) => self.get(*f).is_none(),
             Cond::Ne(f, v) => self.get(*f).as_ref() != Some(v),
+            Cond::Shorter(f, max) => match self.get(*f) {
+                Some(Val::Json(Json::Array(l))) => l.len() < *max,
+                _ => true,
+            },
         })
     }
 
@@ -310,6 +349,18 @@ impl Cache {
                     self.put(*f, Some(Val::Num(cur + 1)));
                 }
                 Op::Remove(f) => self.put(*f, None),
+                Op::Append(f, v) => {
+                    let mut l = match self.get(*f) {
+                        Some(Val::Json(Json::Array(l))) => l,
+                        _ => vec![],
+                    };
+                    l.push(match v {
+                        Val::Str(s) => Json::String(s.clone()),
+                        Val::Num(n) => Json::from(*n),
+                        Val::Json(j) => j.clone(),
+                    });
+                    self.put(*f, Some(Val::Json(Json::Array(l))));
+                }
             }
         }
         true
@@ -324,6 +375,24 @@ impl Cache {
                 None => Cond::Absent(*f),
             })
             .collect()
+    }
+}
+
+/// A list of strings as stored (a JSON array).
+fn list(v: &Option<Vec<String>>) -> Option<Val> {
+    v.as_ref()
+        .map(|l| Val::Json(Json::Array(l.iter().cloned().map(Json::String).collect())))
+}
+
+/// A stored list of strings; anything else reads as absent.
+fn strings(v: Option<Val>) -> Option<Vec<String>> {
+    match v {
+        Some(Val::Json(Json::Array(l))) => Some(
+            l.into_iter()
+                .filter_map(|j| j.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => None,
     }
 }
 

@@ -233,6 +233,8 @@ impl Worker {
             error: answer.error.as_deref(),
             coalesced: &coalesced,
             failed_message_id: answer.failed_message_id.as_deref(),
+            answers: &answer.answers.ids,
+            answers_omitted: answer.answers.omitted,
             ..CompletionEvent::new(answer.kind, ex.key, ex.set, answer.epoch)
         })
         .await

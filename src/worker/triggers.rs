@@ -59,21 +59,26 @@ impl Worker {
         }
         for m in triggers.messages {
             if let Command::Trigger { sets } = m.command
-                && let Disposition::RetryAfter(d) = self.trigger(&m.key, sets).await?
+                && let Disposition::RetryAfter(d) = self.trigger(&m.key, sets, None).await?
             {
                 return Ok(Disposition::RetryAfter(d));
             }
         }
         for entity in triggers.dependencies {
-            if let Disposition::RetryAfter(d) = self.trigger_dependency(&entity).await? {
+            if let Disposition::RetryAfter(d) = self.trigger_dependency(&entity, None).await? {
                 return Ok(Disposition::RetryAfter(d));
             }
         }
         Ok(Disposition::Delete)
     }
 
-    /// Resets every cache that depends on `entity`, 16 at a time.
-    pub(super) async fn trigger_dependency(&self, entity: &str) -> anyhow::Result<Disposition> {
+    /// Resets every cache that depends on `entity`, 16 at a time (as
+    /// `schedule`, if it is a scheduled trigger's).
+    pub(super) async fn trigger_dependency(
+        &self,
+        entity: &str,
+        schedule: Option<&str>,
+    ) -> anyhow::Result<Disposition> {
         use futures::StreamExt;
         let Some(deps) = &self.dependencies else {
             return Ok(Disposition::DeadLetter {
@@ -93,7 +98,9 @@ impl Worker {
                 key.0
                     .sort_by_key(|(n, _)| names.iter().position(|x| x == n).unwrap_or(usize::MAX));
                 async move {
-                    let r = self.trigger(&key, SetSelector::One(d.set.clone())).await;
+                    let r = self
+                        .trigger(&key, SetSelector::One(d.set.clone()), schedule)
+                        .await;
                     if r.is_ok() {
                         TriggerEvent::DependentReset { set: &d.set }.emit(&self.metrics);
                     }
@@ -113,11 +120,14 @@ impl Worker {
         Ok(Disposition::Delete)
     }
 
-    /// `trigger`: reset one or every set of the item in one write.
+    /// `trigger`: reset one or every set of the item in one write (as
+    /// `schedule`, if it is a scheduled trigger's: once). A request parked
+    /// behind an expired flow is sent back to the queue first.
     pub(super) async fn trigger(
         &self,
         key: &Key,
         sets: SetSelector,
+        schedule: Option<&str>,
     ) -> anyhow::Result<Disposition> {
         let names: Vec<String> = match sets {
             SetSelector::One(s) => vec![s],
@@ -125,21 +135,23 @@ impl Worker {
         };
         let mut item = self.table.get(key).await?;
         for _ in 0..self.cfg.worker.max_rehandles {
-            let writes: Vec<(String, state::Write)> = names
+            let planned = self.plan_trigger(&item, &names, schedule);
+            for (set, epoch) in &planned.applied {
+                self.republish_reset(key, set, *epoch, schedule, &item)
+                    .await?;
+            }
+            if planned.writes.is_empty() {
+                return Ok(Disposition::Delete);
+            }
+            self.carry_parked(key, &planned.parked).await?;
+            let refs: Vec<(&str, &state::Write)> = planned
+                .writes
                 .iter()
-                .map(|set| {
-                    let rec = self.table.attrs.cache(&item, set);
-                    (
-                        set.clone(),
-                        state::decide_trigger(&rec, &self.clock(&self.cfg.sets[set])),
-                    )
-                })
+                .map(|(s, w)| (s.as_str(), w))
                 .collect();
-            let refs: Vec<(&str, &state::Write)> =
-                writes.iter().map(|(s, w)| (s.as_str(), w)).collect();
             match self.table.update(key, &refs).await? {
                 Updated::Applied(new) => {
-                    for set in &names {
+                    for (set, _) in &planned.writes {
                         let rec = self.table.attrs.cache(&new, set);
                         TriggerEvent::Reset {
                             set,
@@ -161,41 +173,83 @@ impl Worker {
         Ok(Disposition::RetryAfter(error_backoff(1)))
     }
 
-    /// `trigger_start`: reset and hold reprocessing until the flow ends.
+    /// A second copy of a scheduled trigger: its `reset` event again (the
+    /// same epoch, so the same eventId), in case the first copy's worker
+    /// died before publishing it.
+    async fn republish_reset(
+        &self,
+        key: &Key,
+        set: &str,
+        epoch: i64,
+        schedule: Option<&str>,
+        item: &Item,
+    ) -> anyhow::Result<()> {
+        TriggerEvent::ScheduleAlreadyApplied {
+            set,
+            schedule_id: schedule.unwrap_or_default(),
+            epoch,
+        }
+        .emit(&self.metrics);
+        self.publish_event(CompletionEvent {
+            item: Some(item),
+            ..CompletionEvent::new(EventKind::Reset, key, set, epoch)
+        })
+        .await
+    }
+
+    /// `trigger_start`: reset and hold reprocessing until the flow ends
+    /// (as `schedule`, if it is a scheduled trigger's: once).
     pub(super) async fn trigger_start(
         &self,
         key: &Key,
         set: &str,
         trigger_id: &str,
+        schedule: Option<&str>,
     ) -> anyhow::Result<Disposition> {
         let set_cfg = &self.cfg.sets[set];
-        let item = self.table.get(key).await?;
-        let rec = self.table.attrs.cache(&item, set);
-        let deadline = now_millis() + set_cfg.trigger_timeout.as_millis() as i64;
-        let Some(write) = state::decide_trigger_start(&rec, trigger_id, deadline) else {
-            TriggerEvent::FlowAlreadyStarted { trigger_id }.emit(&self.metrics);
-            return Ok(Disposition::Delete);
-        };
-        match self.table.update(key, &[(set, &write)]).await? {
-            Updated::Applied(new) => {
-                let rec = self.table.attrs.cache(&new, set);
-                TriggerEvent::FlowStarted {
-                    set,
-                    trigger_id,
-                    epoch: rec.epoch(),
-                }
-                .emit(&self.metrics);
-                self.publish_event(CompletionEvent {
-                    item: Some(&new),
-                    ..CompletionEvent::new(EventKind::Reset, key, set, rec.epoch())
-                })
-                .await?;
-                Ok(Disposition::Delete)
+        let mut item = self.table.get(key).await?;
+        for _ in 0..self.cfg.worker.max_rehandles {
+            let rec = self.table.attrs.cache(&item, set);
+            if let Some(id) = schedule
+                && let Some(epoch) = state::applied_epoch(&rec, id)
+            {
+                self.republish_reset(key, set, epoch, schedule, &item)
+                    .await?;
+                return Ok(Disposition::Delete);
             }
-            Updated::Rejected(_) => {
-                TriggerEvent::FlowEndedMeanwhile { trigger_id }.emit(&self.metrics);
-                Ok(Disposition::Delete)
+            let deadline = now_millis() + set_cfg.trigger_timeout.as_millis() as i64;
+            let Some(mut write) = state::decide_trigger_start(&rec, trigger_id, deadline) else {
+                TriggerEvent::FlowAlreadyStarted { trigger_id }.emit(&self.metrics);
+                return Ok(Disposition::Delete);
+            };
+            if let Some(id) = schedule {
+                write = state::scheduled(&rec, id, write);
+            }
+            match self.table.update(key, &[(set, &write)]).await? {
+                Updated::Applied(new) => {
+                    let rec = self.table.attrs.cache(&new, set);
+                    TriggerEvent::FlowStarted {
+                        set,
+                        trigger_id,
+                        epoch: rec.epoch(),
+                    }
+                    .emit(&self.metrics);
+                    self.publish_event(CompletionEvent {
+                        item: Some(&new),
+                        ..CompletionEvent::new(EventKind::Reset, key, set, rec.epoch())
+                    })
+                    .await?;
+                    return Ok(Disposition::Delete);
+                }
+                // Only a schedule's write can be refused by another
+                // schedule taking effect meanwhile: decide again.
+                Updated::Rejected(now) if schedule.is_some() => item = now,
+                Updated::Rejected(_) => {
+                    TriggerEvent::FlowEndedMeanwhile { trigger_id }.emit(&self.metrics);
+                    return Ok(Disposition::Delete);
+                }
             }
         }
+        Ok(Disposition::RetryAfter(error_backoff(1)))
     }
 }

@@ -200,6 +200,7 @@ impl Env {
                         backoff_cap: Duration::from_secs(2),
                         ttl: None,
                         trigger_timeout: Duration::from_secs(60),
+                        answer_each_request: false,
                     },
                 )
             })

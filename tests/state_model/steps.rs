@@ -6,7 +6,7 @@ use serde_json::json;
 use triggered_cache::config::EventKind;
 use triggered_cache::handler::{Disposition, Effect, Input, Note};
 use triggered_cache::processor::{Output, ProcessError};
-use triggered_cache::state::{self, ClaimReason, LeaveReason, Status};
+use triggered_cache::state::{self, ClaimReason, Status};
 
 use super::world::*;
 
@@ -16,25 +16,9 @@ impl World {
     pub(crate) fn feed(&mut self, w: usize, input: Input) {
         let clock = self.clock();
         let busy = self.workers[w].as_mut().expect("busy");
-        // Followers share what defers the leader's answer when it
-        // finishes (`finish`).
-        let msgs = [busy.msg];
         let step = busy.handler.next(input, &clock);
         for note in &step.notes {
             match note {
-                Note::Left { reason, .. } => {
-                    self.deferred.extend(&msgs);
-                    if *reason == LeaveReason::AlreadyParked {
-                        self.waiting_on_flow.extend(&msgs);
-                    }
-                }
-                Note::Parked { .. } => {
-                    self.deferred.extend(&msgs);
-                    self.waiting_on_flow.extend(&msgs);
-                }
-                Note::TakenOver { .. } => {
-                    self.deferred.extend(&msgs);
-                }
                 Note::Adopted { .. } => self.adoptions += 1,
                 Note::Failed { error, .. } if error.starts_with("gave up") => self.gave_up += 1,
                 Note::ClaimWon {
@@ -138,7 +122,11 @@ impl World {
                     EventKind::Failed => "failed",
                     EventKind::Reset => "reset",
                 };
-                self.emit(kind, answer.epoch);
+                // Its own request id, the coalesced ones, the listed ones.
+                let mut names = vec![answer.request_id.clone()];
+                names.extend(busy.followers.iter().map(|(_, rid)| rid.clone()));
+                names.extend(answer.answers.ids.iter().cloned());
+                self.emit(kind, answer.epoch, names, answer.answers.omitted);
                 Input::Published
             }
             Effect::Settle(disposition) => {
@@ -172,7 +160,9 @@ impl World {
             eprintln!("step {} {:?}\n    store={:?}", self.step, op, self.store);
         }
         match op {
-            Op::Request => self.send(Kind::Request),
+            Op::Request => {
+                self.send(Kind::Request);
+            }
             Op::Retry(i) => {
                 let requests: Vec<usize> = (0..self.msgs.len())
                     .filter(|&i| self.msgs[i].kind == Kind::Request)
@@ -183,10 +173,26 @@ impl World {
                     self.msgs.last_mut().expect("just sent").rid = rid;
                 }
             }
-            Op::Trigger => self.send(Kind::Trigger),
-            Op::Start(t) => self.send(Kind::Start(t)),
-            Op::End(t) => self.send(Kind::End(t)),
-            Op::Deliver(i, w) => self.deliver(i, w),
+            Op::Trigger => {
+                self.send(Kind::Trigger);
+            }
+            Op::Start(t) => {
+                self.send(Kind::Start(t));
+            }
+            Op::End(t) => {
+                self.send(Kind::End(t));
+            }
+            Op::Deliver(i, w) => self.deliver(i, w, false),
+            Op::DeliverCrash(i, w) => self.deliver(i, w, true),
+            Op::Scheduled(delay) => {
+                let i = self.send(Kind::Trigger);
+                let sid = self.msgs[i].id.clone();
+                self.msgs[i].kind = Kind::Scheduled {
+                    sid: sid.clone(),
+                    at: self.now + delay,
+                };
+                self.msgs[i].rid = sid;
+            }
             Op::Step(w) => self.perform(w),
             Op::Heartbeat(w) => {
                 // The message's heartbeat renews its run's lease.
@@ -216,6 +222,7 @@ impl World {
             Op::Tick(ms) => self.now += ms,
         }
         self.check();
+        self.check_schedules(false);
     }
 
     /// Lets everything finish: flows end, leases lapse, every message is

@@ -2,7 +2,7 @@
 //! state under DynamoDB's conditional-write semantics), the messages, three
 //! workers, and the books the invariants are checked against.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 
@@ -21,6 +21,12 @@ pub(crate) enum Kind {
     Trigger,
     Start(u8),
     End(u8),
+    /// A scheduled trigger (`scheduled.rs`): its schedule id and when it
+    /// is due.
+    Scheduled {
+        sid: String,
+        at: i64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -65,6 +71,11 @@ pub(crate) struct Event {
     pub(crate) kind: &'static str,
     pub(crate) epoch: i64,
     pub(crate) at: usize,
+    /// The request ids it answers by id: its own, the coalesced ones and
+    /// (answer_each_request) the listed ones; and how many more it answers
+    /// by key and set only.
+    pub(crate) names: Vec<String>,
+    pub(crate) omitted: i64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -86,6 +97,11 @@ pub(crate) enum Op {
     Permanent(usize),
     Crash(usize),
     Tick(i64),
+    /// A scheduled trigger due this many ms from now.
+    Scheduled(i64),
+    /// Deliver as [`Op::Deliver`]; a scheduled trigger not due is sent
+    /// again and its worker crashes before deleting it (two copies).
+    DeliverCrash(usize, usize),
 }
 
 pub(crate) fn op() -> impl Strategy<Value = Op> {
@@ -103,6 +119,8 @@ pub(crate) fn op() -> impl Strategy<Value = Op> {
         1 => (0..WORKERS).prop_map(Op::Permanent),
         1 => (0..WORKERS).prop_map(Op::Crash),
         2 => (0i64..5_000).prop_map(Op::Tick),
+        1 => (0i64..12_000).prop_map(Op::Scheduled),
+        1 => (0usize..8, 0..WORKERS).prop_map(|(m, w)| Op::DeliverCrash(m, w)),
     ]
 }
 
@@ -121,30 +139,32 @@ pub(crate) struct World {
     /// its parked request: the paths the interleavings must reach.
     pub(crate) gave_up: usize,
     pub(crate) trigger_end_claims: usize,
-    /// Requests waiting on a trigger flow (parked or behind the parked one).
-    pub(crate) waiting_on_flow: BTreeSet<usize>,
-    /// Requests whose flow was abandoned at its deadline (the known limit).
-    pub(crate) abandoned: BTreeSet<usize>,
-    /// When flows were abandoned.
-    pub(crate) abandoned_at: Vec<usize>,
-    /// Requests that left their answer to another request's run (owner
-    /// elsewhere, parked, taken over).
-    pub(crate) deferred: BTreeSet<usize>,
     pub(crate) next_id: usize,
+    /// `answer_each_request`'s bound, if on.
+    pub(crate) answers: Option<usize>,
+    /// How many times each schedule took effect (at most once).
+    pub(crate) schedules: BTreeMap<String, usize>,
+    /// Parked requests a trigger sent back, scheduled copies sent again
+    /// and copies that found their schedule applied: the paths the
+    /// interleavings must reach.
+    pub(crate) carried: usize,
+    pub(crate) resent: usize,
+    pub(crate) second_copies: usize,
 }
 
-pub(crate) fn policy() -> Policy {
+pub(crate) fn policy(answers: Option<usize>) -> Policy {
     Policy {
         set: "s".into(),
         max_attempts: MAX_ATTEMPTS,
         backoff_base_ms: 500,
         backoff_cap_ms: 2_000,
         max_rehandles: 10,
+        answer_each_request: answers,
     }
 }
 
 impl World {
-    pub(crate) fn new() -> World {
+    pub(crate) fn new(answers: Option<usize>) -> World {
         World {
             store: Cache::default(),
             now: 1_000_000,
@@ -157,11 +177,12 @@ impl World {
             adoptions: 0,
             gave_up: 0,
             trigger_end_claims: 0,
-            waiting_on_flow: BTreeSet::new(),
-            abandoned: BTreeSet::new(),
-            abandoned_at: vec![],
-            deferred: BTreeSet::new(),
             next_id: 0,
+            answers,
+            schedules: BTreeMap::new(),
+            carried: 0,
+            resent: 0,
+            second_copies: 0,
         }
     }
 
@@ -174,7 +195,7 @@ impl World {
         }
     }
 
-    pub(crate) fn send(&mut self, kind: Kind) {
+    pub(crate) fn send(&mut self, kind: Kind) -> usize {
         self.next_id += 1;
         let id = format!("m{}", self.next_id);
         self.msgs.push(Msg {
@@ -184,17 +205,23 @@ impl World {
             sent: self.step,
             state: MsgState::Pending,
         });
+        self.msgs.len() - 1
     }
 
-    pub(crate) fn emit(&mut self, kind: &'static str, epoch: i64) {
+    pub(crate) fn emit(
+        &mut self,
+        kind: &'static str,
+        epoch: i64,
+        names: Vec<String>,
+        omitted: i64,
+    ) {
         self.events.push(Event {
             kind,
             epoch,
             at: self.step,
+            names,
+            omitted,
         });
-        if kind != "reset" {
-            self.waiting_on_flow.clear();
-        }
     }
 
     /// A trigger or trigger_start message: read and write in one step, as
@@ -203,7 +230,8 @@ impl World {
         let before = self.store.clone();
         match kind {
             Kind::Trigger => {
-                let w = state::decide_trigger(&self.store, &self.clock());
+                let mut w = state::decide_trigger(&self.store, &self.clock());
+                self.carry_parked(&mut w);
                 assert!(
                     self.store.apply(&w),
                     "a trigger decided on the current state holds"
@@ -218,24 +246,13 @@ impl World {
             }
             _ => unreachable!(),
         }
-        if before.awaiting.is_some() && self.store.awaiting.is_none() {
-            // A plain reset of a flow past its deadline drops the parked
-            // request: the known limit (DESIGN, RELIABILITY).
-            self.abandoned
-                .extend(std::mem::take(&mut self.waiting_on_flow));
-            self.abandoned_at.push(self.step);
-        }
-        if self.store.epoch() != before.epoch() {
-            // Runs of the old epoch are invalidated (invariant 2).
-            self.end_runs();
-            self.emit("reset", self.store.epoch());
-        }
+        self.after_trigger(&before);
     }
 
     /// A worker takes a message: a request or trigger end gets a handler
     /// (or joins the request in flight on that worker); triggers and
     /// starts are applied at once.
-    pub(crate) fn deliver(&mut self, i: usize, w: usize) {
+    pub(crate) fn deliver(&mut self, i: usize, w: usize, crash: bool) {
         let pending: Vec<usize> = (0..self.msgs.len())
             .filter(|&i| self.msgs[i].state == MsgState::Pending)
             .collect();
@@ -263,13 +280,17 @@ impl World {
                 trigger_id: format!("t{t}"),
                 message_id: m.id.clone(),
             },
+            Kind::Scheduled { .. } => {
+                self.deliver_scheduled(msg, crash);
+                return;
+            }
             k @ (Kind::Trigger | Kind::Start(_)) => {
                 self.apply_trigger(&k.clone());
                 self.msgs[msg].state = MsgState::Done;
                 return;
             }
         };
-        let handler = Handler::new(policy(), subject);
+        let handler = Handler::new(policy(self.answers), subject);
         let effect = handler.start();
         self.workers[w] = Some(Busy {
             msg,
@@ -299,26 +320,17 @@ impl World {
             MsgState::Pending
         };
         self.msgs[busy.msg].state = state.clone();
-        let leader = busy.msg;
         for (i, (f, _)) in busy.followers.into_iter().enumerate() {
-            if done && !busy.sealed && i >= busy.read_by {
+            if done && !busy.sealed && (self.answers.is_some() || i >= busy.read_by) {
                 // Joined after the leader's last read, which its answer
                 // (left to another run, or parked) was decided on: it is
-                // handled again (coalesce.rs, FlightOutcome::Again).
+                // handled again (coalesce.rs, FlightOutcome::Again). With
+                // answer_each_request every follower of a leader that
+                // listed only itself is handled again, to list itself.
                 self.msgs[f].state = MsgState::Pending;
                 continue;
             }
             self.msgs[f].state = state.clone();
-            // A follower shares its leader's deferred answer.
-            if done && self.abandoned.contains(&leader) {
-                self.abandoned.insert(f);
-            }
-            if done && self.deferred.contains(&leader) {
-                self.deferred.insert(f);
-            }
-            if done && self.waiting_on_flow.contains(&leader) {
-                self.waiting_on_flow.insert(f);
-            }
         }
     }
 
