@@ -39,6 +39,9 @@ pub enum Command {
         /// The producer's request id; `None` means the SQS MessageId.
         request_id: Option<String>,
         input: Option<Json>,
+        /// Where the input is, when it is too large for a message: read
+        /// from S3 (inside `s3.bucket`/`s3.prefix`) and given as `input`.
+        input_ref: Option<crate::value::ObjectRef>,
     },
     /// "The data behind (key, sets) changed".
     Trigger { sets: SetSelector },
@@ -85,13 +88,14 @@ pub struct Schema {
 
 /// Every field of every native form, for the reason that names an unknown
 /// one.
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 9] = [
     "v",
     "type",
     "key",
     "set",
     "requestId",
     "input",
+    "inputRef",
     "triggerId",
     "dependency",
 ];
@@ -119,14 +123,22 @@ impl Schema {
             .map_err(|p| self.reason(p, Some((kind, dependency))))?;
         let (key, command) = match form {
             Form::Dependency(d) => return Ok(Native::Dependency(d.dependency)),
-            Form::Request(r) => (
-                r.key,
-                Command::Request {
-                    set: self.set(&r.set)?,
-                    request_id: r.request_id,
-                    input: r.input,
-                },
-            ),
+            Form::Request(r) => {
+                if r.input.is_some() && r.input_ref.is_some() {
+                    return Err(bad(
+                        "fields `input` and `inputRef` are both set; send one: `input` inline, or `inputRef` naming an S3 object that holds it",
+                    ));
+                }
+                (
+                    r.key,
+                    Command::Request {
+                        set: self.set(&r.set)?,
+                        request_id: r.request_id,
+                        input: r.input,
+                        input_ref: r.input_ref,
+                    },
+                )
+            }
             Form::Trigger(t) => {
                 let sets = if t.set == "*" {
                     SetSelector::All

@@ -19,6 +19,7 @@
 mod machine;
 mod notes;
 mod run;
+mod store;
 
 use std::time::Duration;
 
@@ -61,6 +62,9 @@ pub struct Policy {
     /// How many times the state may move under one message before it is
     /// left for later (`worker.max_rehandles`).
     pub max_rehandles: u32,
+    /// Whether a value is stored ([`Effect::Store`]) before its commit:
+    /// the set offloads large values to S3 (`offload_over`).
+    pub offload: bool,
 }
 
 /// What is being settled.
@@ -103,6 +107,9 @@ pub enum Input {
     Invalidated(Cache),
     /// [`Effect::Publish`]: the event is out.
     Published,
+    /// [`Effect::Store`]: the pointer to the object the value was written
+    /// to, or `None` when it is small enough to stay in the item.
+    Stored(Option<Json>),
 }
 
 /// A completion event to publish.
@@ -115,6 +122,9 @@ pub struct Answer {
     pub error: Option<String>,
     /// For `failed`: the message whose run recorded the failure.
     pub failed_message_id: Option<String>,
+    /// Where the value is, when it was offloaded to S3: the event carries
+    /// this pointer when the value itself does not fit.
+    pub value_ref: Option<Json>,
 }
 
 /// What to do next.
@@ -135,6 +145,14 @@ pub enum Effect {
         epoch: i64,
         attempt: i64,
         input: Option<Json>,
+    },
+    /// Store the value of the run of `rid` at `epoch` before its commit:
+    /// in S3 if it is larger than the set's `offload_over` (answered by
+    /// [`Input::Stored`]).
+    Store {
+        rid: String,
+        epoch: i64,
+        value: Json,
     },
     /// Commit the processor's output with this fenced write (with its
     /// dependency bookkeeping).

@@ -42,7 +42,8 @@ pub use decide::{
     decide_trigger_end, decide_trigger_start, trigger,
 };
 pub use writes::{
-    Rejected, backoff, classify_rejection, commit, fail, owner, release, renew, retry_later,
+    Rejected, backoff, classify_rejection, commit, commit_ref, fail, owner, release, renew,
+    retry_later,
 };
 
 use serde_json::Value as Json;
@@ -105,10 +106,14 @@ pub enum Field {
     /// with the same `requestId`) claims and processes. Read only while
     /// `FAILED` (every write of `FAILED` sets it), so a claim leaves it.
     FailedMessageId,
+    /// The pointer to a value offloaded to S3 (`{bucket, key, size,
+    /// sha256}`), stored instead of `value`: a commit sets one and removes
+    /// the other.
+    ValueRef,
 }
 
 impl Field {
-    pub const ALL: [Field; 13] = [
+    pub const ALL: [Field; 14] = [
         Field::Status,
         Field::Epoch,
         Field::RequestId,
@@ -122,6 +127,7 @@ impl Field {
         Field::Attempts,
         Field::Error,
         Field::FailedMessageId,
+        Field::ValueRef,
     ];
 
     /// The attribute name suffix, as in DESIGN §2.
@@ -140,6 +146,7 @@ impl Field {
             Field::Attempts => "attempts",
             Field::Error => "error",
             Field::FailedMessageId => "failedMessageId",
+            Field::ValueRef => "valueRef",
         }
     }
 
@@ -211,6 +218,8 @@ pub struct Cache {
     pub attempts: Option<i64>,
     pub error: Option<String>,
     pub failed_message_id: Option<String>,
+    /// The pointer to the value in S3, when it was offloaded.
+    pub value_ref: Option<Json>,
 }
 
 impl Cache {
@@ -245,6 +254,7 @@ impl Cache {
             Field::Attempts => n(&self.attempts),
             Field::Error => s(&self.error),
             Field::FailedMessageId => s(&self.failed_message_id),
+            Field::ValueRef => self.value_ref.clone().map(Val::Json),
         }
     }
 
@@ -281,6 +291,12 @@ impl Cache {
             Field::Attempts => self.attempts = n(val),
             Field::Error => self.error = s(val),
             Field::FailedMessageId => self.failed_message_id = s(val),
+            Field::ValueRef => {
+                self.value_ref = match val {
+                    Some(Val::Json(j)) => Some(j),
+                    _ => None,
+                }
+            }
         }
     }
 

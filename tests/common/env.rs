@@ -199,6 +199,8 @@ impl Env {
                         backoff_cap: Duration::from_secs(2),
                         ttl: None,
                         trigger_timeout: Duration::from_secs(60),
+                        compress: None,
+                        offload_over: None,
                     },
                 )
             })

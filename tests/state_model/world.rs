@@ -131,6 +131,8 @@ pub(crate) struct World {
     /// elsewhere, parked, taken over).
     pub(crate) deferred: BTreeSet<usize>,
     pub(crate) next_id: usize,
+    /// The objects of offloaded values (issue 14).
+    pub(crate) objects: super::offload::Bucket,
 }
 
 pub(crate) fn policy() -> Policy {
@@ -140,6 +142,7 @@ pub(crate) fn policy() -> Policy {
         backoff_base_ms: 500,
         backoff_cap_ms: 2_000,
         max_rehandles: 10,
+        offload: true,
     }
 }
 
@@ -162,6 +165,7 @@ impl World {
             abandoned_at: vec![],
             deferred: BTreeSet::new(),
             next_id: 0,
+            objects: Default::default(),
         }
     }
 
@@ -324,7 +328,8 @@ impl World {
 
     /// Invariant 2 after every step: READY holds a value of its own epoch.
     pub(crate) fn check(&self) {
-        if self.store.status() == Status::Ready {
+        self.check_offload();
+        if self.store.status() == Status::Ready && self.store.value_ref.is_none() {
             assert_eq!(
                 self.store.value.as_ref().and_then(|v| v["epoch"].as_i64()),
                 Some(self.store.epoch()),
