@@ -340,9 +340,9 @@ async fn an_input_ref_reaches_the_processor_and_one_outside_the_prefix_is_dead_l
     let env = Env::new("inputref").await;
     let bucket = env.bucket().await;
     let input =
-        json!({"lines": (0..40_000).map(|i| format!("line {i} of the order")).collect::<Vec<_>>()});
+        json!({"lines": (0..80_000).map(|i| format!("line {i} of the order")).collect::<Vec<_>>()});
     let bytes = serde_json::to_vec(&input).unwrap();
-    assert!(bytes.len() > 1_000_000, "{}", bytes.len());
+    assert!(bytes.len() > 2_000_000, "{}", bytes.len());
     bucket.put("tc/inputs/big.json", bytes.clone()).await;
     bucket.put("elsewhere/big.json", bytes.clone()).await;
     let rec = Recorder::ok_after(Duration::ZERO);
