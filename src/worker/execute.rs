@@ -205,6 +205,7 @@ impl Worker {
         {
             return Ok(Input::TooLarge(error));
         }
+        let previous = self.cache(item, set).value_ref;
         let deps_attr = format!("{}_{set}_dependsOn", self.table.attrs.prefix);
         let (extra, stale_edges) = self
             .track_dependencies(key, set, item, &deps_attr, &output.depends_on)
@@ -218,7 +219,7 @@ impl Worker {
                 }
                 *item = new;
                 let now = self.cache(item, set);
-                self.clean_objects(key, set, &now);
+                self.clean_objects(key, set, &now, previous);
                 Ok(Input::Applied(now))
             }
             Ok(Updated::Rejected(now)) => {

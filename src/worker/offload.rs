@@ -52,13 +52,14 @@ impl Worker {
         Ok(Some(ObjectRef::to(bucket.name(), &object, &body).to_json()))
     }
 
-    /// After a commit at `now`'s epoch held: deletes the objects of this
-    /// set of epochs up to it that the item no longer points to (superseded
-    /// values, lost commits, a crash between upload and commit). Objects of
-    /// later epochs belong to runs that may still commit and are kept. Best
-    /// effort, in the background; the bucket's lifecycle rule is the
-    /// backstop.
-    pub(super) fn clean_objects(&self, key: &Key, set: &str, now: &Cache) {
+    /// After a commit at `now`'s epoch held: deletes the value it replaced
+    /// (`previous`, the pointer the item held before) and the set's objects
+    /// of earlier epochs that the item does not point to (lost commits, a
+    /// crash between upload and commit). Objects of this epoch and later
+    /// ones may belong to runs that can still commit (a claim keeps the
+    /// epoch) and are left to their own runs or the lifecycle rule. Best
+    /// effort, in the background.
+    pub(super) fn clean_objects(&self, key: &Key, set: &str, now: &Cache, previous: Option<Json>) {
         let Some(bucket) = self.bucket.clone() else {
             return;
         };
@@ -71,6 +72,12 @@ impl Worker {
             .as_ref()
             .and_then(ObjectRef::from_json)
             .map(|r| r.key);
+        let previous = previous
+            .as_ref()
+            .and_then(ObjectRef::from_json)
+            .filter(|p| bucket.check(&p.bucket, &p.key).is_ok())
+            .map(|p| p.key)
+            .filter(|p| Some(p) != keep.as_ref());
         let prefix = value::set_prefix(bucket.prefix(), self.table.name(), key, set);
         tokio::spawn(async move {
             if let Some(keep) = &keep
@@ -78,16 +85,18 @@ impl Worker {
             {
                 warn!(error = %error_message(&e), "could not tag the committed object; a redelivery tags it, else the lifecycle rule may expire it");
             }
-            let keys = match bucket.list(&prefix).await {
+            let keys: Vec<String> = match bucket.list(&prefix).await {
                 Ok(keys) => keys,
                 Err(e) => {
-                    warn!(error = %error_message(&e), "could not list superseded objects; the lifecycle rule removes them");
-                    return;
+                    warn!(error = %error_message(&e), "could not list the set's objects of earlier epochs; the next commit or the lifecycle rule removes them");
+                    vec![]
                 }
             };
-            for object in keys {
-                let old = value::epoch_of(&prefix, &object).is_some_and(|e| e <= epoch);
-                if old && Some(&object) != keep.as_ref() {
+            let older = keys
+                .into_iter()
+                .filter(|k| value::epoch_of(&prefix, k).is_some_and(|e| e < epoch));
+            for object in previous.into_iter().chain(older) {
+                if Some(&object) != keep.as_ref() {
                     match bucket.delete(&object).await {
                         Ok(()) => debug!(object, "superseded object deleted"),
                         Err(e) => {
