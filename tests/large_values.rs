@@ -233,7 +233,9 @@ async fn a_commit_lost_to_a_trigger_never_points_to_its_object_and_the_next_comm
     let m = w.worker.metrics();
     assert_eq!(requests::count(&m.aws_requests, "s3", "PutObject"), 2);
     // The lost run's object is gone; only the committed one is left.
-    bucket.wait_keys(&prefix, &[first.clone()], T).await;
+    bucket
+        .wait_keys(&prefix, std::slice::from_ref(&first), T)
+        .await;
     // A later commit deletes the object it supersedes.
     trigger(&env, "doc#1", "pdf").await;
     env.send(&Env::request("doc#1", "pdf")).await;

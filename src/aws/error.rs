@@ -185,19 +185,17 @@ pub struct ObjectError {
 impl ObjectError {
     /// Whether the object does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            &self.source,
-            ObjectFailure::Call(aws_sdk_s3::Error::NoSuchKey(_) | aws_sdk_s3::Error::NotFound(_))
-        )
+        matches!(&self.source, ObjectFailure::Call(e)
+            if matches!(**e, aws_sdk_s3::Error::NoSuchKey(_) | aws_sdk_s3::Error::NotFound(_)))
     }
 }
 
 /// Why an S3 call did not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectFailure {
-    /// The call failed: the SDK's error by kind.
+    /// The call failed: the SDK's error by kind (boxed: it is large).
     #[error(transparent)]
-    Call(aws_sdk_s3::Error),
+    Call(Box<aws_sdk_s3::Error>),
     /// Not made: the key is outside the configured bucket and prefix.
     #[error("refused: {0}")]
     Refused(String),

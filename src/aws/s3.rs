@@ -80,7 +80,7 @@ impl Bucket {
             op,
             bucket: self.bucket.clone(),
             key: key.to_owned(),
-            source: ObjectFailure::Call(err.into()),
+            source: ObjectFailure::Call(Box::new(err.into())),
         }
     }
 

@@ -33,6 +33,9 @@ pub struct Table {
     compress: std::sync::Arc<std::collections::BTreeSet<String>>,
 }
 
+/// Plain attributes set (or, with `None`, removed) beside a write.
+type Plain = Vec<(String, Option<AttributeValue>)>;
+
 /// What an update did.
 #[derive(Debug)]
 pub enum Updated {
@@ -170,7 +173,7 @@ impl Table {
         &self,
         writes: &[(&'w str, &Write)],
         extra: &[(String, Option<AttributeValue>)],
-    ) -> (Vec<(&'w str, Write)>, Vec<(String, Option<AttributeValue>)>) {
+    ) -> (Vec<(&'w str, Write)>, Plain) {
         let mut extra = extra.to_vec();
         let writes = writes
             .iter()
