@@ -90,11 +90,24 @@ pub async fn inspect(
     key: &Key,
     set: Option<&str>,
     as_json: bool,
+    with_value: bool,
 ) -> anyhow::Result<()> {
-    let table = table(cfg, &Clients::new(sdk));
+    let clients = Clients::new(sdk);
+    let table = table(cfg, &clients);
     let item = table.get(key).await?;
     let now = now_millis();
     let sets = sets(cfg, set)?;
+    if with_value {
+        let mut out = serde_json::Map::new();
+        for s in &sets {
+            out.insert(
+                s.clone(),
+                value_of(cfg, &clients, &table.attrs.cache(&item, s)).await?,
+            );
+        }
+        println!("{}", Json::Object(out));
+        return Ok(());
+    }
     if as_json {
         let out: serde_json::Map<String, Json> = sets
             .iter()
@@ -157,6 +170,37 @@ pub async fn inspect(
     Ok(())
 }
 
+/// A set's value as stored: inline (decompressed), or read from S3 when
+/// offloaded (checked against its `valueRef`); `null` when there is none.
+async fn value_of(cfg: &Config, clients: &Clients, r: &Cache) -> anyhow::Result<Json> {
+    let Some(value_ref) = &r.value_ref else {
+        return Ok(r.value.clone().unwrap_or(Json::Null));
+    };
+    let Some(obj) = crate::value::ObjectRef::from_json(value_ref) else {
+        anyhow::bail!("the item's valueRef is not a pointer: {value_ref}");
+    };
+    if cfg.s3.bucket.is_empty() {
+        anyhow::bail!(
+            "the value is offloaded to s3://{}/{}; set [s3] bucket and prefix to read it",
+            obj.bucket,
+            obj.key
+        );
+    }
+    let bucket = clients.bucket(&cfg.s3.bucket, &cfg.s3.prefix);
+    if let Err(why) = bucket.check(&obj.bucket, &obj.key) {
+        anyhow::bail!("the item's valueRef {why}");
+    }
+    let body = bucket.get(&obj.key).await?;
+    if !obj.matches(&body) {
+        anyhow::bail!(
+            "s3://{}/{} does not match its valueRef (size or sha256)",
+            obj.bucket,
+            obj.key
+        );
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
+
 fn record_json(r: &Cache) -> Json {
     json!({
         "status": r.status.map(|s| s.as_str()),
@@ -171,7 +215,8 @@ fn record_json(r: &Cache) -> Json {
         "attempts": r.attempts,
         "error": r.error,
         "failedMessageId": r.failed_message_id,
-        "hasValue": r.value.is_some(),
+        "hasValue": r.value.is_some() || r.value_ref.is_some(),
+        "valueRef": r.value_ref,
     })
 }
 

@@ -68,6 +68,10 @@ pub enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Print each set's value as JSON instead (read from S3 when it
+        /// was offloaded, checked against its valueRef).
+        #[arg(long)]
+        value: bool,
     },
     /// Reset an item's cache now (like a trigger message, written directly):
     /// epoch + 1, STALE, owner and parked request cleared, `reset` event.
@@ -305,9 +309,14 @@ async fn dispatch(cfg: Validated, cmd: Cmd) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Cmd::Inspect { key, set, json } => {
+        Cmd::Inspect {
+            key,
+            set,
+            json,
+            value,
+        } => {
             let key = admin::key(&cfg, &key.key, key.sort_key.as_deref())?;
-            admin::inspect(&cfg, &sdk, &key, set.as_deref(), json).await
+            admin::inspect(&cfg, &sdk, &key, set.as_deref(), json, value).await
         }
         Cmd::Reset { key, set } => {
             let key = admin::key(&cfg, &key.key, key.sort_key.as_deref())?;

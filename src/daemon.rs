@@ -63,7 +63,20 @@ pub fn worker(cfg: Validated, sdk: &SdkConfig) -> anyhow::Result<Worker> {
         .as_deref()
         .filter(|t| !t.is_empty())
         .map(|t| clients.dependencies(t));
+    let bucket =
+        (!cfg.s3.bucket.is_empty()).then(|| clients.bucket(&cfg.s3.bucket, &cfg.s3.prefix));
+    let table = table.compressing(
+        cfg.sets
+            .keys()
+            .filter(|s| cfg.compresses(s))
+            .cloned()
+            .collect(),
+    );
     let worker = Worker::new(cfg, rules, table, queue, events, metrics)?;
+    let worker = match bucket {
+        Some(b) => worker.with_bucket(b),
+        None => worker,
+    };
     Ok(match deps {
         Some(d) => worker.with_dependencies(d),
         None => worker,

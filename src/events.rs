@@ -20,8 +20,12 @@ pub use kind::EventKind;
 
 mod kind;
 
-/// SNS's limit for a message with its attributes.
+/// SNS's default limit for a message with its attributes
+/// (`sns.max_message_bytes` raises it, up to 1 MiB).
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// Room left in an event for everything but the value (key, record,
+/// ids), when deciding whether an offloaded value is worth reading back.
+const EVENT_ROOM: usize = 4 * 1024;
 /// Room left for message attributes.
 const ATTRIBUTE_ROOM: usize = 1024;
 
@@ -53,6 +57,11 @@ pub struct CompletionEvent<'a> {
     /// and set only (`answersOmitted`).
     pub answers: &'a [String],
     pub answers_omitted: i64,
+    /// Where the value is when it was offloaded to S3: carried instead of
+    /// the value when the value does not fit the event.
+    pub value_ref: Option<&'a Json>,
+    /// A presigned GET URL of the offloaded value (`s3.presign_expiry`).
+    pub value_url: Option<&'a str>,
 }
 
 impl<'a> CompletionEvent<'a> {
@@ -72,6 +81,8 @@ impl<'a> CompletionEvent<'a> {
             failed_message_id: None,
             answers: &[],
             answers_omitted: 0,
+            value_ref: None,
+            value_url: None,
         }
     }
 }
@@ -100,6 +111,8 @@ pub struct Publisher {
     enabled: HashSet<EventKind>,
     projection: Option<Vec<String>>,
     attrs: Attrs,
+    /// `sns.max_message_bytes`.
+    max_bytes: usize,
 }
 
 impl Publisher {
@@ -111,7 +124,14 @@ impl Publisher {
             attrs: Attrs {
                 prefix: cfg.dynamodb.attribute_prefix.clone(),
             },
+            max_bytes: cfg.sns.max_message_bytes as usize,
         }
+    }
+
+    /// The largest value an event can carry: an offloaded value larger than
+    /// this is not read back, the event carries its `valueRef`.
+    pub fn max_value_bytes(&self) -> usize {
+        self.max_bytes.saturating_sub(EVENT_ROOM + ATTRIBUTE_ROOM)
     }
 
     /// Asks SNS whether the topic answers: the readiness ping.
@@ -127,8 +147,10 @@ impl Publisher {
         self.enabled.contains(&kind)
     }
 
-    /// Renders the event as JSON, dropping record and value (and saying
-    /// so) when it would not fit an SNS message.
+    /// Renders the event as JSON. An offloaded value's event carries its
+    /// `valueRef` (and `valueUrl`), and the value too when it fits an SNS
+    /// message (`sns.max_message_bytes`); an event that does not fit
+    /// otherwise drops record and value, and says so (`truncated`).
     pub fn render(&self, ev: &CompletionEvent<'_>) -> (String, String) {
         let id = event_id(ev);
         let record = ev.item.map(|item| self.project(item));
@@ -153,9 +175,24 @@ impl Publisher {
         if ev.answers_omitted > 0 {
             body["answersOmitted"] = json!(ev.answers_omitted);
         }
+        // An offloaded value: the pointer (and URL) always, the value too
+        // when it fits.
+        if let Some(value_ref) = ev.value_ref {
+            body["valueRef"] = value_ref.clone();
+            if let Some(url) = ev.value_url {
+                body["valueUrl"] = json!(url);
+            }
+        }
         let text = body.to_string();
-        if text.len() + ATTRIBUTE_ROOM <= MAX_EVENT_BYTES {
+        if text.len() + ATTRIBUTE_ROOM <= self.max_bytes {
             return (id, text);
+        }
+        if ev.value_ref.is_some() {
+            body["value"] = Json::Null;
+            let text = body.to_string();
+            if text.len() + ATTRIBUTE_ROOM <= self.max_bytes {
+                return (id, text);
+            }
         }
         let status = ev
             .item

@@ -105,7 +105,8 @@ impl Attrs {
         let mut rec = Cache::default();
         for field in Field::ALL {
             let val = item.get(&self.name(set, field)).and_then(|av| match field {
-                Field::Value | Field::Answers | Field::Scheduled => Some(Val::Json(to_json(av))),
+                Field::Value | Field::ValueRef => Some(Val::Json(crate::value::decode(av))),
+                Field::Answers | Field::Scheduled => Some(Val::Json(to_json(av))),
                 Field::Epoch
                 | Field::LeaseUntil
                 | Field::TriggerDeadline
@@ -127,6 +128,20 @@ impl Attrs {
     pub fn is_value_attr(&self, attr: &str) -> bool {
         attr.starts_with(&format!("{}_", self.prefix))
             && attr.ends_with(&format!("_{}", Field::Value.suffix()))
+    }
+
+    /// The whole item as plain JSON, compressed values decompressed (what
+    /// a processor's job and `inspect` show).
+    pub fn item_json(&self, item: &Item) -> Json {
+        let mut json = item_to_json(item);
+        if let Json::Object(map) = &mut json {
+            for (name, av) in item {
+                if self.is_value_attr(name) && matches!(av, AttributeValue::B(_)) {
+                    map.insert(name.clone(), crate::value::decode(av));
+                }
+            }
+        }
+        json
     }
 }
 

@@ -13,6 +13,8 @@
 //! - [`aws`]: thin AWS adapters (queue, table, dependency edges, topic),
 //!   the only code that calls the SDK; [`events`]: completion events as
 //!   subscribers see them; [`clock`]: the lease clock.
+//! - [`value`]: how a value is stored (inline, compressed, or in S3
+//!   behind a `valueRef`).
 //! - [`processor`]: what computes a value (`command`, `http`, or your own
 //!   [`processor::Processor`]).
 //! - [`worker`]: one message end to end; [`pool`]: pollers, heartbeats and
@@ -44,6 +46,7 @@ pub mod processor;
 pub mod state;
 pub mod streams;
 pub mod telemetry;
+pub mod value;
 pub mod worker;
 
 pub use config::Config;

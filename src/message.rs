@@ -42,6 +42,9 @@ pub enum Command {
         /// The producer's request id; `None` means the SQS MessageId.
         request_id: Option<String>,
         input: Option<Json>,
+        /// Where the input is, when it is too large for a message: read
+        /// from S3 (inside `s3.bucket`/`s3.prefix`) and given as `input`.
+        input_ref: Option<crate::value::ObjectRef>,
     },
     /// "The data behind (key, sets) changed".
     Trigger { sets: SetSelector },
@@ -88,13 +91,14 @@ pub struct Schema {
 
 /// Every field of every native form, for the reason that names an unknown
 /// one.
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
     "v",
     "type",
     "key",
     "set",
     "requestId",
     "input",
+    "inputRef",
     "triggerId",
     "dependency",
     "at",
@@ -140,14 +144,22 @@ impl Schema {
     fn native(&self, form: Form) -> Result<Native, BadMessage> {
         let (key, command) = match form {
             Form::Dependency(d) => return Ok(Native::Dependency(d.dependency)),
-            Form::Request(r) => (
-                r.key,
-                Command::Request {
-                    set: self.set(&r.set)?,
-                    request_id: r.request_id,
-                    input: r.input,
-                },
-            ),
+            Form::Request(r) => {
+                if r.input.is_some() && r.input_ref.is_some() {
+                    return Err(bad(
+                        "fields `input` and `inputRef` are both set; send one: `input` inline, or `inputRef` naming an S3 object that holds it",
+                    ));
+                }
+                (
+                    r.key,
+                    Command::Request {
+                        set: self.set(&r.set)?,
+                        request_id: r.request_id,
+                        input: r.input,
+                        input_ref: r.input_ref,
+                    },
+                )
+            }
             Form::Trigger(t) => {
                 let sets = if t.set == "*" {
                     SetSelector::All

@@ -38,6 +38,7 @@ use crate::streams::Rules;
 use execute::Execution;
 
 mod execute;
+mod offload;
 mod schedule;
 mod triggers;
 
@@ -65,6 +66,8 @@ pub struct Worker {
     rules: Rules,
     dependencies: Option<Dependencies>,
     flights: Coalescer<FlightKey>,
+    /// `[s3]`: offloaded values and `inputRef`s (issue 14).
+    bucket: Option<crate::aws::s3::Bucket>,
 }
 
 impl Worker {
@@ -98,6 +101,7 @@ impl Worker {
             processors,
             schema,
             flights: Coalescer::default(),
+            bucket: None,
         })
     }
 
@@ -111,6 +115,13 @@ impl Worker {
     /// Turns on dependency tracking with the edge table.
     pub fn with_dependencies(mut self, dependencies: Dependencies) -> Self {
         self.dependencies = Some(dependencies);
+        self
+    }
+
+    /// The bucket of `[s3]`: values over `offload_over` go there, and
+    /// `inputRef`s are read from it.
+    pub fn with_bucket(mut self, bucket: crate::aws::s3::Bucket) -> Self {
+        self.bucket = Some(bucket);
         self
     }
 
@@ -193,6 +204,7 @@ impl Worker {
             backoff_cap_ms: set_cfg.backoff_cap.as_millis() as i64,
             max_rehandles: self.cfg.worker.max_rehandles,
             answer_each_request: set_cfg_answers(&self.cfg, set).then_some(MAX_ANSWERS),
+            offload: self.cfg.offload_over(set).is_some(),
         };
         Handler::new(policy, subject)
     }
@@ -211,16 +223,7 @@ impl Worker {
         let span = tracing::Span::current();
         let envelope = match self.schema.decode_any(&msg.body, &self.rules) {
             Ok(e) => e,
-            Err(bad) => {
-                MessageEvent::Malformed {
-                    reason: &bad.reason,
-                }
-                .emit(&self.metrics);
-                return Disposition::DeadLetter {
-                    kind: "malformed",
-                    reason: bad.reason,
-                };
-            }
+            Err(bad) => return self.malformed(bad),
         };
         if !envelope.attributes.is_empty() {
             crate::telemetry::adopt_parent_from(&span, &envelope.attributes);
@@ -258,7 +261,16 @@ impl Worker {
                 set,
                 request_id,
                 input,
+                input_ref,
             } => {
+                let input = match input_ref {
+                    None => input,
+                    Some(r) => match self.fetch_input(&r).await {
+                        Ok(Ok(input)) => Some(input),
+                        Ok(Err(bad)) => return self.malformed(bad),
+                        Err(e) => return self.after_error(&e, msg),
+                    },
+                };
                 let rid = request_id.unwrap_or_else(|| msg.message_id.clone());
                 span.record("set", set.as_str());
                 span.record("request_id", rid.as_str());
@@ -300,6 +312,18 @@ impl Worker {
             }
         };
         result.unwrap_or_else(|e| self.after_error(&e, msg))
+    }
+
+    /// A bad message: dead-lettered with the reason.
+    fn malformed(&self, bad: crate::message::BadMessage) -> Disposition {
+        MessageEvent::Malformed {
+            reason: &bad.reason,
+        }
+        .emit(&self.metrics);
+        Disposition::DeadLetter {
+            kind: "malformed",
+            reason: bad.reason,
+        }
     }
 
     fn after_error(&self, e: &anyhow::Error, msg: &Received) -> Disposition {

@@ -15,6 +15,8 @@
 //! step the invariants of DESIGN §5 are checked, and at the end every
 //! request must have been answered and every schedule taken effect once.
 
+#[path = "state_model/offload.rs"]
+mod offload;
 #[path = "state_model/scheduled.rs"]
 mod scheduled;
 #[path = "state_model/steps.rs"]

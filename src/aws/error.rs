@@ -32,6 +32,8 @@ pub fn failed_service(err: &anyhow::Error) -> Option<&'static str> {
             Some("sqs")
         } else if e.is::<PublishError>() {
             Some("sns")
+        } else if e.is::<ObjectError>() {
+            Some("s3")
         } else {
             None
         }
@@ -166,6 +168,41 @@ pub struct PublishError {
     /// The SDK's error by kind (e.g. `aws_sdk_sns::Error::NotFoundException`).
     #[source]
     pub source: aws_sdk_sns::Error,
+}
+
+/// An S3 call on the configured bucket that failed, or that the adapter
+/// refused to make (outside `s3.bucket`/`s3.prefix`).
+#[derive(Debug, thiserror::Error)]
+#[error("S3 {op} of s3://{bucket}/{key} failed")]
+pub struct ObjectError {
+    pub op: &'static str,
+    pub bucket: String,
+    pub key: String,
+    #[source]
+    pub source: ObjectFailure,
+}
+
+impl ObjectError {
+    /// Whether the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(&self.source, ObjectFailure::Call(e)
+            if matches!(**e, aws_sdk_s3::Error::NoSuchKey(_) | aws_sdk_s3::Error::NotFound(_)))
+    }
+}
+
+/// Why an S3 call did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectFailure {
+    /// The call failed: the SDK's error by kind (boxed: it is large).
+    #[error(transparent)]
+    Call(Box<aws_sdk_s3::Error>),
+    /// Not made: the key is outside the configured bucket and prefix.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The call went through but its body could not be read, or the
+    /// request could not be built.
+    #[error("{0}")]
+    Body(String),
 }
 
 #[cfg(test)]

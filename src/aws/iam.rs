@@ -26,6 +26,10 @@ pub enum Resource {
     Deps,
     /// The completion-event topic.
     Topic,
+    /// The offload bucket's objects under `s3.prefix` (optional).
+    Objects,
+    /// The offload bucket itself, listed under `s3.prefix` only.
+    Bucket,
 }
 
 /// Which program makes the call, and so which policy grants it.
@@ -71,7 +75,7 @@ const fn grant(
 }
 
 use Caller::{Daemon, Operator};
-use Resource::{Deps, Dlq, Queue, Table, Topic};
+use Resource::{Bucket, Deps, Dlq, Objects, Queue, Table, Topic};
 
 /// Every IAM action the adapters' calls need.
 pub const IAM_ACTIONS: &[Grant] = &[
@@ -181,6 +185,41 @@ pub const IAM_ACTIONS: &[Grant] = &[
         &["get_topic_attributes"],
         "topic::Topic::ping: readiness",
     ),
+    grant(
+        Daemon,
+        Objects,
+        "s3:PutObject",
+        &["put_object"],
+        "s3::Bucket::put: a value over offload_over, before its commit",
+    ),
+    grant(
+        Daemon,
+        Objects,
+        "s3:PutObjectTagging",
+        &["put_object_tagging"],
+        "s3::Bucket::put/mark_committed: the tag the orphan lifecycle rule reads",
+    ),
+    grant(
+        Daemon,
+        Objects,
+        "s3:GetObject",
+        &["get_object"],
+        "s3::Bucket::get: an event that carries an offloaded value, an inputRef; presigned URLs",
+    ),
+    grant(
+        Daemon,
+        Objects,
+        "s3:DeleteObject",
+        &["delete_object"],
+        "s3::Bucket::delete: objects of superseded epochs and lost commits",
+    ),
+    grant(
+        Daemon,
+        Bucket,
+        "s3:ListBucket",
+        &["list_objects_v2"],
+        "s3::Bucket::list: the objects of one cache set after a commit (under s3.prefix only)",
+    ),
     // The operators' commands.
     grant(
         Operator,
@@ -245,6 +284,13 @@ pub const IAM_ACTIONS: &[Grant] = &[
         &["publish", "publish_batch"],
         "topic::Topic::publish: `reset` events",
     ),
+    grant(
+        Operator,
+        Objects,
+        "s3:GetObject",
+        &["get_object"],
+        "s3::Bucket::get: `inspect --fetch` of an offloaded value",
+    ),
 ];
 
 #[cfg(test)]
@@ -279,9 +325,13 @@ mod tests {
             };
             let name: String = call
                 .chars()
-                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
                 .collect();
-            if !name.is_empty() && call[name.len()..].starts_with("()") && name != "clone" {
+            // `clone()` and `config()` are the client's own, not requests.
+            if !name.is_empty()
+                && call[name.len()..].starts_with("()")
+                && !["clone", "config"].contains(&name.as_str())
+            {
                 found.push(name);
             }
         }
@@ -299,8 +349,11 @@ mod tests {
 
     #[test]
     fn the_scan_finds_calls_across_lines() {
-        let text = "self.client\n  .get_item()\n.x(); client.clone(); let c = client\n.send_message_batch()";
-        assert_eq!(calls(text), ["get_item", "send_message_batch"]);
+        let text = "self.client\n  .get_item()\n.x(); client.clone(); let c = client\n.send_message_batch(); client.list_objects_v2()";
+        assert_eq!(
+            calls(text),
+            ["get_item", "send_message_batch", "list_objects_v2"]
+        );
     }
 
     #[test]
@@ -332,7 +385,7 @@ mod tests {
         let aws = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/aws");
         for f in files.iter().filter(|f| !f.starts_with(&aws)) {
             let text = std::fs::read_to_string(f).unwrap();
-            let builds = ["sqs", "dynamodb", "sns"]
+            let builds = ["sqs", "dynamodb", "sns", "s3"]
                 .iter()
                 .any(|s| text.contains(&format!("aws_sdk_{s}::Client::new(")));
             assert!(
@@ -351,7 +404,7 @@ mod tests {
             assert!(seen.insert(id.clone()), "{id} twice");
             let service = g.action.split(':').next().unwrap();
             assert!(
-                ["sqs", "dynamodb", "sns"].contains(&service),
+                ["sqs", "dynamodb", "sns", "s3"].contains(&service),
                 "{}",
                 g.action
             );

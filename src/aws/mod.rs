@@ -15,6 +15,8 @@
 //! - [`table`]: DynamoDB, the user's table (reads, conditional writes).
 //! - [`edges`]: DynamoDB, the dependency table's edges.
 //! - [`topic`]: SNS, publishing rendered completion events.
+//! - [`s3`]: S3, the configured bucket and prefix: offloaded values and
+//!   producers' `inputRef` objects.
 //! - [`Clients`]: the SDK clients, built once from the AWS configuration,
 //!   handed out only inside adapters; each counts its request attempts
 //!   ([`requests`]).
@@ -32,6 +34,7 @@ pub mod error;
 pub mod iam;
 pub mod queue;
 pub mod requests;
+pub mod s3;
 pub mod table;
 pub mod topic;
 
@@ -47,6 +50,7 @@ pub struct Clients {
     sqs: aws_sdk_sqs::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     sns: aws_sdk_sns::Client,
+    s3: aws_sdk_s3::Client,
 }
 
 impl Clients {
@@ -73,6 +77,14 @@ impl Clients {
             ),
             sns: aws_sdk_sns::Client::from_conf(
                 aws_sdk_sns::config::Builder::from(sdk)
+                    .interceptor(count.clone())
+                    .build(),
+            ),
+            // Path-style against an endpoint of one's own (the emulators
+            // serve buckets as paths), virtual-hosted against AWS.
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(sdk)
+                    .force_path_style(sdk.endpoint_url().is_some())
                     .interceptor(count)
                     .build(),
             ),
@@ -103,6 +115,11 @@ impl Clients {
     /// The dependency table.
     pub fn dependencies(&self, table: &str) -> edges::Dependencies {
         edges::Dependencies::new(self.dynamodb.clone(), table.to_owned())
+    }
+
+    /// The configured S3 bucket and prefix (`[s3]`).
+    pub fn bucket(&self, bucket: &str, prefix: &str) -> s3::Bucket {
+        s3::Bucket::new(self.s3.clone(), bucket, prefix)
     }
 
     /// The SNS client, for [`crate::events::Publisher::new`] (which wraps

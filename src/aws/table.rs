@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::batch::Batcher;
 use crate::item::{Attrs, Item, Key, val_to_av};
-use crate::state::{Cond, Op, Write};
+use crate::state::{Cond, Field, Op, Val, Write};
 
 pub use super::error::{TableError, is_item_too_large};
 
@@ -29,7 +29,12 @@ pub struct Table {
     name: String,
     pub attrs: Attrs,
     reads: Batcher<Key, TableError, Item>,
+    /// The sets whose values are written compressed (`sets.*.compress`).
+    compress: std::sync::Arc<std::collections::BTreeSet<String>>,
 }
+
+/// Plain attributes set (or, with `None`, removed) beside a write.
+type Plain = Vec<(String, Option<AttributeValue>)>;
 
 /// What an update did.
 #[derive(Debug)]
@@ -56,7 +61,16 @@ impl Table {
             name,
             attrs,
             reads,
+            compress: Default::default(),
         }
+    }
+
+    /// This table, writing the values of `sets` compressed when that makes
+    /// them smaller ([`crate::value::encode`]); reads decompress whatever
+    /// they find.
+    pub fn compressing(mut self, sets: std::collections::BTreeSet<String>) -> Self {
+        self.compress = std::sync::Arc::new(sets);
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -106,8 +120,17 @@ impl Table {
         writes: &[(&str, &Write)],
         extra: &[(String, Option<AttributeValue>)],
     ) -> Result<Updated, TableError> {
-        let mut expr = Expression::build(&self.attrs, writes);
-        expr.add_plain(extra);
+        let expr = if writes.iter().any(|(set, _)| self.compress.contains(*set)) {
+            let (writes, extra) = self.compressed(writes, extra);
+            let writes: Vec<(&str, &Write)> = writes.iter().map(|(s, w)| (*s, w)).collect();
+            let mut expr = Expression::build(&self.attrs, &writes);
+            expr.add_plain(&extra);
+            expr
+        } else {
+            let mut expr = Expression::build(&self.attrs, writes);
+            expr.add_plain(extra);
+            expr
+        };
         let mut req = self
             .client
             .update_item()
@@ -142,6 +165,34 @@ impl Table {
             },
             Err(e) => Err(self.call_error("UpdateItem", e)),
         }
+    }
+
+    /// The writes with the values of compressing sets taken out and set,
+    /// encoded, as plain attributes.
+    fn compressed<'w>(
+        &self,
+        writes: &[(&'w str, &Write)],
+        extra: &[(String, Option<AttributeValue>)],
+    ) -> (Vec<(&'w str, Write)>, Plain) {
+        let mut extra = extra.to_vec();
+        let writes = writes
+            .iter()
+            .map(|(set, write)| {
+                let mut write = (*write).clone();
+                if self.compress.contains(*set) {
+                    write.ops.retain(|op| match op {
+                        Op::Set(Field::Value, Val::Json(v)) => {
+                            let av = crate::value::encode(v, true);
+                            extra.push((self.attrs.name(set, Field::Value), Some(av)));
+                            false
+                        }
+                        _ => true,
+                    });
+                }
+                (*set, write)
+            })
+            .collect();
+        (writes, extra)
     }
 
     fn call_error<E>(&self, op: &'static str, err: E) -> TableError

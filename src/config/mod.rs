@@ -11,7 +11,8 @@
 //! the same [`Config::load`]; the binary exits 2 on any of these errors.
 //!
 //! Files: `sections.rs` (AWS, queues, table, topic, worker, HTTP, logs,
-//! traces), `sets.rs` (cache sets and their processors), `list.rs` (list
+//! traces), `sets.rs` (cache sets and their processors), `values.rs` (large
+//! values: `[s3]`, compression, sizes), `list.rs` (list
 //! keys), `de.rs` (reading the merged sources, so that serde names what is
 //! wrong and where), `validate.rs` (what serde cannot check), `error.rs`
 //! (errors that name the key or the place in the file).
@@ -22,6 +23,7 @@ pub mod list;
 mod sections;
 mod sets;
 mod validate;
+mod values;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,6 +36,7 @@ pub use error::{ConfigError, ConfigIssue, how_to_set};
 pub use sections::*;
 pub use sets::*;
 pub use validate::Validated;
+pub use values::{Compression, S3Config, Size};
 
 /// The prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "TRIGGERED_CACHE";
@@ -64,6 +67,8 @@ pub struct Config {
     pub streams: Vec<crate::streams::StreamRule>,
     /// Dependency tracking.
     pub dependencies: DependenciesConfig,
+    /// Where large values are offloaded (issue 14).
+    pub s3: S3Config,
 }
 
 impl Config {
@@ -109,6 +114,25 @@ impl Config {
         std::iter::once(self.dynamodb.partition_key.clone())
             .chain(self.dynamodb.sort_key.clone())
             .collect()
+    }
+
+    /// The size over which `set`'s values are offloaded to S3, if they are:
+    /// its own `offload_over`, else `s3.offload_over`, and only with a
+    /// bucket.
+    pub fn offload_over(&self, set: &str) -> Option<u64> {
+        if self.s3.bucket.is_empty() {
+            return None;
+        }
+        self.sets
+            .get(set)
+            .and_then(|s| s.offload_over)
+            .or(self.s3.offload_over)
+            .map(Size::bytes)
+    }
+
+    /// Whether `set` compresses its values.
+    pub fn compresses(&self, set: &str) -> bool {
+        self.sets.get(set).is_some_and(|s| s.compress.is_some())
     }
 
     /// Whether the topic is FIFO (`.fifo`).

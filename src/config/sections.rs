@@ -132,6 +132,10 @@ pub struct SnsConfig {
     /// list: from the environment, comma-separated.
     #[serde(deserialize_with = "super::list::optional")]
     pub record_attributes: Option<Vec<String>>,
+    /// The largest event published, in bytes: 262144 (SNS's default), up
+    /// to 1048576 for a topic whose `MaximumMessageSize` allows it. A value
+    /// that does not fit travels as its `valueRef` when it was offloaded.
+    pub max_message_bytes: u32,
 }
 
 impl Default for SnsConfig {
@@ -140,6 +144,7 @@ impl Default for SnsConfig {
             topic_arn: String::new(),
             events: EventKind::ALL.to_vec(),
             record_attributes: None,
+            max_message_bytes: super::values::default_max_message_bytes(),
         }
     }
 }

@@ -69,6 +69,14 @@ pub struct SetConfig {
     /// Costs one conditional write per such request.
     #[serde(default)]
     pub answer_each_request: bool,
+    /// `"zstd"`: store the value compressed (a binary attribute) when that
+    /// is smaller; unset = as native DynamoDB values.
+    #[serde(default)]
+    pub compress: Option<super::Compression>,
+    /// A value (after compression) larger than this goes to S3 (`[s3]`)
+    /// and the item keeps a pointer; unset = `s3.offload_over`.
+    #[serde(default)]
+    pub offload_over: Option<super::Size>,
 }
 
 fn default_timeout() -> Duration {

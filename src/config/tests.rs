@@ -317,6 +317,7 @@ fn default_toml_writes_the_built_in_defaults() {
         "log",
         "telemetry",
         "dependencies",
+        "s3",
     ] {
         assert_eq!(
             file.get(section),

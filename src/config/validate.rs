@@ -264,6 +264,7 @@ impl Config {
                 ProcessorConfig::Embedded => {}
             }
         }
+        self.validate_values(&mut issues);
         let rules = Rules::new(&self.streams, &self.key_names())
             .map_err(|errors| {
                 for (i, e) in errors {

@@ -23,6 +23,12 @@ pub(super) enum Phase {
         epoch: i64,
         attempt: i64,
     },
+    /// The value is being stored before its commit (issue 14).
+    Storing {
+        epoch: i64,
+        attempt: i64,
+        output: crate::processor::Output,
+    },
     /// A write of the run's owner: retry later, fail, or commit.
     Owning {
         epoch: i64,
@@ -49,6 +55,8 @@ pub(super) enum OwnerWrite {
     Commit {
         attempt: i64,
         value: Json,
+        /// Where the value was offloaded, if it was.
+        value_ref: Option<Json>,
     },
 }
 
@@ -149,6 +157,14 @@ impl Handler {
             (Phase::Running { epoch, attempt }, Input::Ran(result)) => {
                 self.ran(epoch, attempt, result, clock)
             }
+            (
+                Phase::Storing {
+                    epoch,
+                    attempt,
+                    output,
+                },
+                Input::Stored(value_ref),
+            ) => self.stored(epoch, attempt, output, value_ref, clock),
             (Phase::Owning { epoch, write }, Input::Applied(_)) => self.owner_wrote(epoch, write),
             (Phase::Owning { epoch, .. }, Input::Rejected(now)) => self.rejected(epoch, now, clock),
             (
@@ -192,6 +208,7 @@ impl Handler {
             error: None,
             failed_message_id: None,
             answers: crate::state::Listed::default(),
+            value_ref: None,
         }
     }
 
@@ -243,6 +260,7 @@ impl Handler {
                 self.notes.push(Note::Hit);
                 let answer = Answer {
                     value: rec.value.clone(),
+                    value_ref: rec.value_ref.clone(),
                     ..self.answer(EventKind::Hit, rec.epoch())
                 };
                 self.publish(answer, Disposition::Delete)
@@ -256,6 +274,7 @@ impl Handler {
                 });
                 let answer = Answer {
                     value: rec.value.clone(),
+                    value_ref: rec.value_ref.clone(),
                     ..self.answer(EventKind::Ready, rec.epoch())
                 };
                 self.publish(answer, Disposition::Delete)

@@ -20,6 +20,7 @@ mod answers;
 mod machine;
 mod notes;
 mod run;
+mod store;
 
 use std::time::Duration;
 
@@ -66,6 +67,9 @@ pub struct Policy {
     /// run or to a flow are listed by id on the item, up to this many
     /// (`handler/answers.rs`); `None`: off.
     pub answer_each_request: Option<usize>,
+    /// Whether a value is stored ([`Effect::Store`]) before its commit:
+    /// the set offloads large values to S3 (`offload_over`).
+    pub offload: bool,
 }
 
 /// What is being settled.
@@ -108,6 +112,9 @@ pub enum Input {
     Invalidated(Cache),
     /// [`Effect::Publish`]: the event is out.
     Published,
+    /// [`Effect::Store`]: the pointer to the object the value was written
+    /// to, or `None` when it is small enough to stay in the item.
+    Stored(Option<Json>),
 }
 
 /// A completion event to publish.
@@ -123,6 +130,9 @@ pub struct Answer {
     /// `answer_each_request`: the other requests a `ready` or `failed`
     /// event answers, by id, and how many more by key and set only.
     pub answers: crate::state::Listed,
+    /// Where the value is, when it was offloaded to S3: the event carries
+    /// this pointer when the value itself does not fit.
+    pub value_ref: Option<Json>,
 }
 
 /// What to do next.
@@ -143,6 +153,14 @@ pub enum Effect {
         epoch: i64,
         attempt: i64,
         input: Option<Json>,
+    },
+    /// Store the value of the run of `rid` at `epoch` before its commit:
+    /// in S3 if it is larger than the set's `offload_over` (answered by
+    /// [`Input::Stored`]).
+    Store {
+        rid: String,
+        epoch: i64,
+        value: Json,
     },
     /// Commit the processor's output with this fenced write (with its
     /// dependency bookkeeping).

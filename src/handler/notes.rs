@@ -61,4 +61,6 @@ pub enum Note {
     StaleResult { epoch: i64, current_epoch: i64 },
     /// The state kept moving under the message; it is left for later.
     KeptMoving { rehandles: u32 },
+    /// The run's value was written to S3 before its commit (issue 14).
+    Offloaded { epoch: i64 },
 }

@@ -72,17 +72,7 @@ impl Handler {
         clock: &Clock,
     ) -> Effect {
         match result {
-            Ok(output) => {
-                let write = state::commit(&self.rid, epoch, output.value.clone(), clock.now);
-                self.phase = Phase::Owning {
-                    epoch,
-                    write: OwnerWrite::Commit {
-                        attempt,
-                        value: output.value.clone(),
-                    },
-                };
-                Effect::Commit { write, output }
-            }
+            Ok(output) => self.store_or_commit(epoch, attempt, output, clock),
             Err(err) => {
                 self.notes.push(Note::ProcessingFailed { kind: err.kind() });
                 match err {
@@ -166,10 +156,15 @@ impl Handler {
                     },
                 )
             }
-            OwnerWrite::Commit { attempt, value } => {
+            OwnerWrite::Commit {
+                attempt,
+                value,
+                value_ref,
+            } => {
                 self.notes.push(Note::Committed { epoch, attempt });
                 let answer = Answer {
                     value: Some(value),
+                    value_ref,
                     ..self.answer(EventKind::Ready, epoch)
                 };
                 self.publish(answer, Disposition::Delete)

@@ -26,6 +26,7 @@ fn policy(max_attempts: u32) -> Policy {
         backoff_cap_ms: 8_000,
         max_rehandles: 3,
         answer_each_request: None,
+        offload: false,
     }
 }
 

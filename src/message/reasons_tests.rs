@@ -22,7 +22,7 @@ fn every_reason_names_the_field_and_what_was_expected() {
     let cases = [
         (
             json!({"v": 1, "type": "request", "key": {"pk": "a"}, "set": "summary", "extra": 1}),
-            "unknown field `extra`; known fields are v, type, key, set, requestId, input, triggerId, dependency, at, delay",
+            "unknown field `extra`; known fields are v, type, key, set, requestId, input, inputRef, triggerId, dependency, at, delay",
         ),
         (
             json!({"type": "request", "key": {"pk": "a"}, "set": "summary"}),
@@ -108,7 +108,8 @@ fn an_input_that_is_null_is_an_input() {
         Command::Request {
             set: "summary".into(),
             request_id: None,
-            input: Some(serde_json::Value::Null)
+            input: Some(serde_json::Value::Null),
+            input_ref: None,
         }
     );
 }
@@ -177,4 +178,36 @@ fn a_scheduled_trigger_decodes_with_its_schedule_and_without_it_in_the_body() {
         .schedule
         .unwrap();
     assert_eq!(s.at(1_000), 1_000 + 7_200_000);
+}
+
+#[test]
+fn an_input_ref_names_a_bucket_and_a_key_and_excludes_input() {
+    let m = schema()
+        .decode(r#"{"v":1,"type":"request","key":{"pk":"a"},"set":"summary","inputRef":{"bucket":"b","key":"in/1.json"}}"#)
+        .unwrap();
+    let Command::Request {
+        input, input_ref, ..
+    } = m.command
+    else {
+        panic!("a request");
+    };
+    assert_eq!(input, None);
+    let r = input_ref.unwrap();
+    assert_eq!((r.bucket.as_str(), r.key.as_str()), ("b", "in/1.json"));
+    let shape = "field `inputRef` must be an object with exactly `bucket` and `key`, both non-empty strings: {\"bucket\": \"my-bucket\", \"key\": \"inputs/abc.json\"}";
+    for bad in [
+        json!("s3://b/k"),
+        json!({"bucket": "b"}),
+        json!({"bucket": "b", "key": ""}),
+        json!({"bucket": "b", "key": "k", "size": 1}),
+        json!({"bucket": 1, "key": "k"}),
+    ] {
+        let body = json!({"v": 1, "type": "request", "key": {"pk": "a"}, "set": "summary", "inputRef": bad});
+        assert_eq!(reason(body), shape, "{bad}");
+    }
+    let both = json!({"v": 1, "type": "request", "key": {"pk": "a"}, "set": "summary", "input": 1, "inputRef": {"bucket": "b", "key": "k"}});
+    assert_eq!(
+        reason(both),
+        "fields `input` and `inputRef` are both set; send one: `input` inline, or `inputRef` naming an S3 object that holds it"
+    );
 }

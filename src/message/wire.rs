@@ -119,6 +119,9 @@ pub(super) struct Request {
     pub(super) request_id: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub(super) input: Option<Json>,
+    /// An S3 object that holds the input, for one too large for a message.
+    #[serde(rename = "inputRef", default, deserialize_with = "input_ref")]
+    pub(super) input_ref: Option<crate::value::ObjectRef>,
 }
 
 /// `trigger` about an item: the item and the set (`*`: every set).
@@ -235,6 +238,31 @@ fn trigger_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 fn dependency<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     id("dependency", d)
+}
+
+/// `inputRef`: `{"bucket": "...", "key": "..."}`, exactly.
+fn input_ref<'de, D: Deserializer<'de>>(d: D) -> Result<Option<crate::value::ObjectRef>, D::Error> {
+    let shape = || {
+        de::Error::custom(
+            "field `inputRef` must be an object with exactly `bucket` and `key`, both non-empty strings: {\"bucket\": \"my-bucket\", \"key\": \"inputs/abc.json\"}",
+        )
+    };
+    let Json::Object(obj) = Json::deserialize(d)? else {
+        return Err(shape());
+    };
+    let field = |name: &str| match obj.get(name) {
+        Some(Json::String(s)) if !s.is_empty() && s.len() <= 1024 => Some(s.clone()),
+        _ => None,
+    };
+    match (field("bucket"), field("key"), obj.len()) {
+        (Some(bucket), Some(key), 2) => Ok(Some(crate::value::ObjectRef {
+            bucket,
+            key,
+            size: None,
+            sha256: None,
+        })),
+        _ => Err(shape()),
+    }
 }
 
 /// A field that is there, whatever its value (`null` included).

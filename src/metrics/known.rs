@@ -12,7 +12,7 @@ use crate::processor::ProcessError;
 /// [`crate::worker::Disposition::DeadLetter`]).
 pub const DEAD_LETTER_KINDS: [&str; 2] = ["malformed", "failed"];
 /// The AWS services whose failed calls are counted.
-pub const AWS_SERVICES: [&str; 3] = ["sqs", "dynamodb", "sns"];
+pub const AWS_SERVICES: [&str; 4] = ["sqs", "dynamodb", "sns", "s3"];
 /// The queues whose depth is reported: the request queue and the DLQ.
 pub const QUEUES: [&str; 2] = ["requests", "dlq"];
 

@@ -128,5 +128,8 @@ pub fn note(metrics: &Metrics, set: &str, note: &Note) {
             rehandles,
             "the state kept moving; leaving the message for later"
         ),
+        Note::Offloaded { epoch } => {
+            debug!(epoch, "the value is larger than offload_over; stored in S3")
+        }
     }
 }

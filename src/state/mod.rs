@@ -48,7 +48,8 @@ pub use decide::{
 pub use parked::carry_parked;
 pub use schedule::{KEEP_SCHEDULED, applied_epoch, resend_delay, scheduled};
 pub use writes::{
-    Rejected, backoff, classify_rejection, commit, fail, owner, release, renew, retry_later,
+    Rejected, backoff, classify_rejection, commit, commit_ref, fail, owner, release, renew,
+    retry_later,
 };
 
 use serde_json::Value as Json;
@@ -120,10 +121,14 @@ pub enum Field {
     /// The scheduled triggers that took effect last, as `id@epoch`
     /// (a list, bounded; `schedule.rs`): a second copy of one does nothing.
     Scheduled,
+    /// The pointer to a value offloaded to S3 (`{bucket, key, size,
+    /// sha256}`), stored instead of `value`: a commit sets one and removes
+    /// the other.
+    ValueRef,
 }
 
 impl Field {
-    pub const ALL: [Field; 16] = [
+    pub const ALL: [Field; 17] = [
         Field::Status,
         Field::Epoch,
         Field::RequestId,
@@ -140,6 +145,7 @@ impl Field {
         Field::Answers,
         Field::AnswersOmitted,
         Field::Scheduled,
+        Field::ValueRef,
     ];
 
     /// The attribute name suffix, as in DESIGN §2.
@@ -161,6 +167,7 @@ impl Field {
             Field::Answers => "answers",
             Field::AnswersOmitted => "answersOmitted",
             Field::Scheduled => "scheduled",
+            Field::ValueRef => "valueRef",
         }
     }
 
@@ -240,6 +247,8 @@ pub struct Cache {
     pub answers: Option<Vec<String>>,
     pub answers_omitted: Option<i64>,
     pub scheduled: Option<Vec<String>>,
+    /// The pointer to the value in S3, when it was offloaded.
+    pub value_ref: Option<Json>,
 }
 
 impl Cache {
@@ -277,6 +286,7 @@ impl Cache {
             Field::Answers => list(&self.answers),
             Field::AnswersOmitted => n(&self.answers_omitted),
             Field::Scheduled => list(&self.scheduled),
+            Field::ValueRef => self.value_ref.clone().map(Val::Json),
         }
     }
 
@@ -316,6 +326,12 @@ impl Cache {
             Field::Answers => self.answers = strings(val),
             Field::AnswersOmitted => self.answers_omitted = n(val),
             Field::Scheduled => self.scheduled = strings(val),
+            Field::ValueRef => {
+                self.value_ref = match val {
+                    Some(Val::Json(j)) => Some(j),
+                    _ => None,
+                }
+            }
         }
     }
 

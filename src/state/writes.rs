@@ -34,11 +34,23 @@ pub fn renew(rid: &str, epoch: i64, clock: &Clock) -> Write {
 /// The fenced commit: `READY` with `value`, only if `rid` still owns the
 /// run for `epoch` (invariant 2).
 pub fn commit(rid: &str, epoch: i64, value: Json, now: i64) -> Write {
+    committing(rid, epoch, Field::Value, value, Field::ValueRef, now)
+}
+
+/// The fenced commit of a value offloaded to S3: `READY` with the pointer
+/// `value_ref` instead of the value. The object was written before, under
+/// a key of this run's own; if this write is rejected, nothing refers to it.
+pub fn commit_ref(rid: &str, epoch: i64, value_ref: Json, now: i64) -> Write {
+    committing(rid, epoch, Field::ValueRef, value_ref, Field::Value, now)
+}
+
+fn committing(rid: &str, epoch: i64, set: Field, json: Json, other: Field, now: i64) -> Write {
     Write {
         conds: owner(rid, epoch),
         ops: vec![
             Op::Set(Field::Status, Status::Ready.into()),
-            Op::Set(Field::Value, Val::Json(value)),
+            Op::Set(set, Val::Json(json)),
+            Op::Remove(other),
             Op::Set(Field::ReadyAt, Val::Num(now)),
             Op::Remove(Field::LeaseUntil),
             Op::Remove(Field::Error),

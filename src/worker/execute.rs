@@ -13,10 +13,11 @@ use crate::coalesce::Leader;
 use crate::events::CompletionEvent;
 use crate::handler::{Answer, Disposition, Effect, Handler, Input};
 use crate::heartbeat::{Heartbeat, Lease};
-use crate::item::{Item, Key, MAX_ITEM_BYTES, item_to_json, to_av};
+use crate::item::{Item, Key, MAX_ITEM_BYTES};
 use crate::observe::{self, MessageEvent};
 use crate::processor::{Job, Output, ProcessError};
-use crate::state::{Field, Write};
+use crate::state::{Field, Op, Write};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 /// One message's handling: what the effects need.
 pub(super) struct Execution<'a> {
@@ -74,7 +75,7 @@ impl Worker {
                         epoch,
                         request_id: rid.clone(),
                         input,
-                        record: item_to_json(&item),
+                        record: self.table.attrs.item_json(&item),
                     };
                     let lease = Lease {
                         key: ex.key.clone(),
@@ -90,6 +91,10 @@ impl Worker {
                         }
                     }
                 }
+                Effect::Store { rid, epoch, value } => Input::Stored(
+                    self.store_value(ex.key, ex.set, &rid, epoch, &value)
+                        .await?,
+                ),
                 Effect::Commit { write, output } => {
                     self.commit(&ex, &write, &output, &mut item).await?
                 }
@@ -186,13 +191,21 @@ impl Worker {
         item: &mut Item,
     ) -> anyhow::Result<Input> {
         let (key, set) = (ex.key, ex.set);
-        if let Some(error) = too_large(
-            item,
-            &self.table.attrs.name(set, Field::Value),
-            &output.value,
-        ) {
+        let inline = write
+            .ops
+            .iter()
+            .any(|op| matches!(op, Op::Set(Field::Value, _)));
+        if inline
+            && let Some(error) = too_large(
+                set,
+                item,
+                &self.table.attrs.name(set, Field::Value),
+                &crate::value::encode(&output.value, self.cfg.compresses(set)),
+            )
+        {
             return Ok(Input::TooLarge(error));
         }
+        let previous = self.cache(item, set).value_ref;
         let deps_attr = format!("{}_{set}_dependsOn", self.table.attrs.prefix);
         let (extra, stale_edges) = self
             .track_dependencies(key, set, item, &deps_attr, &output.depends_on)
@@ -205,11 +218,15 @@ impl Worker {
                     warn!(error = %crate::aws::error_message(&e), "could not remove dependency edges no longer reported; they cost extra resets only");
                 }
                 *item = new;
-                Ok(Input::Applied(self.cache(item, set)))
+                let now = self.cache(item, set);
+                self.clean_objects(key, set, &now, previous);
+                Ok(Input::Applied(now))
             }
             Ok(Updated::Rejected(now)) => {
                 *item = now;
-                Ok(Input::Rejected(self.cache(item, set)))
+                let now = self.cache(item, set);
+                self.drop_object(write, &now).await;
+                Ok(Input::Rejected(now))
             }
             Err(TableError::TooLarge(msg)) => Ok(Input::TooLarge(format!(
                 "the value does not fit the item: {msg}"
@@ -226,10 +243,24 @@ impl Worker {
         item: &Item,
     ) -> anyhow::Result<()> {
         let coalesced = ex.leader.as_mut().map(|l| l.seal()).unwrap_or_default();
+        // An offloaded value: read back only when the event has room for
+        // it; a presigned URL when configured.
+        let (mut fetched, mut url) = (None, None);
+        if let Some(r) = &answer.value_ref {
+            if answer.value.is_none() {
+                if answer.kind == crate::config::EventKind::Ready {
+                    self.tag_committed(r).await;
+                }
+                fetched = self.fetch_value(r).await?;
+            }
+            url = self.value_url(r).await;
+        }
         self.publish_event(CompletionEvent {
             request_id: Some(&answer.request_id),
             item: Some(item),
-            value: answer.value.as_ref(),
+            value: answer.value.as_ref().or(fetched.as_ref()),
+            value_ref: answer.value_ref.as_ref(),
+            value_url: url.as_deref(),
             error: answer.error.as_deref(),
             coalesced: &coalesced,
             failed_message_id: answer.failed_message_id.as_deref(),
@@ -250,18 +281,18 @@ enum Ran {
 
 /// Why a value cannot be stored, if it cannot: the item with the new value
 /// would pass DynamoDB's 400 KB limit.
-fn too_large(item: &Item, value_attr: &str, value: &serde_json::Value) -> Option<String> {
+fn too_large(set: &str, item: &Item, value_attr: &str, stored: &AttributeValue) -> Option<String> {
     let rest: usize = item
         .iter()
         .filter(|(k, _)| k.as_str() != value_attr)
         .map(|(k, v)| k.len() + crate::item::av_size(v))
         .sum();
-    let value_size = value_attr.len() + crate::item::av_size(&to_av(value));
+    let value_size = value_attr.len() + crate::item::av_size(stored);
     // Room for the bookkeeping the commit adds (status, readyAt).
     let total = rest + value_size + 64;
     (total > MAX_ITEM_BYTES).then(|| {
         format!(
-            "the value is {} KB and the item would be {} KB, over DynamoDB's 400 KB item size limit; return a smaller value (or store it elsewhere and cache a reference)",
+            "the value is {} KB and the item would be {} KB, over DynamoDB's 400 KB item size limit; return a smaller value, compress it (sets.{set}.compress = \"zstd\") or offload it to S3 (sets.{set}.offload_over with [s3] bucket)",
             value_size / 1024,
             total / 1024
         )

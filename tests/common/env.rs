@@ -201,6 +201,8 @@ impl Env {
                         ttl: None,
                         trigger_timeout: Duration::from_secs(60),
                         answer_each_request: false,
+                        compress: None,
+                        offload_over: None,
                     },
                 )
             })

@@ -12,7 +12,10 @@
 //!   a deadline (`wait_until`);
 //! - `processor.rs`: `Recorder`, a processor the test controls;
 //! - `running.rs`: the worker pool in process (stop, crash, metrics);
-//! - `process.rs`: the binary as a child process (`bin`, `Daemon`).
+//! - `process.rs`: the binary as a child process (`bin`, `Daemon`);
+//! - `s3.rs`: a test's own bucket (offloaded values, `inputRef`s);
+//! - `proxy.rs`: a pass-through proxy to the emulator that can hold
+//!   requests, to stop a daemon at an exact step.
 //!
 //! Each test binary compiles this module and uses only part of it, hence
 //! the allowances for what a binary leaves unused.
@@ -23,7 +26,9 @@ mod env;
 mod observe;
 mod process;
 mod processor;
+mod proxy;
 mod running;
+mod s3;
 mod send;
 
 pub use emulator::{endpoint, sdk, unique};
@@ -31,4 +36,6 @@ pub use env::Env;
 pub use observe::wait_until;
 pub use process::{Daemon, bin};
 pub use processor::Recorder;
+pub use proxy::Proxy;
 pub use running::Running;
+pub use s3::{Bucket, sha256_hex};

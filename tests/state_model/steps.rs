@@ -85,6 +85,7 @@ impl World {
         }
         let input = match busy.effect.clone() {
             Effect::Run { .. } => return,
+            Effect::Store { rid, epoch, value } => self.store_value(&rid, epoch, value),
             Effect::Read => Input::Read(self.store.clone()),
             Effect::Adopt { owner } => {
                 let me = busy.handler.request_id().to_owned();

@@ -150,6 +150,8 @@ pub(crate) struct World {
     pub(crate) carried: usize,
     pub(crate) resent: usize,
     pub(crate) second_copies: usize,
+    /// The objects of offloaded values (issue 14).
+    pub(crate) objects: super::offload::Bucket,
 }
 
 pub(crate) fn policy(answers: Option<usize>) -> Policy {
@@ -160,6 +162,7 @@ pub(crate) fn policy(answers: Option<usize>) -> Policy {
         backoff_cap_ms: 2_000,
         max_rehandles: 10,
         answer_each_request: answers,
+        offload: true,
     }
 }
 
@@ -183,6 +186,7 @@ impl World {
             carried: 0,
             resent: 0,
             second_copies: 0,
+            objects: Default::default(),
         }
     }
 
@@ -336,7 +340,8 @@ impl World {
 
     /// Invariant 2 after every step: READY holds a value of its own epoch.
     pub(crate) fn check(&self) {
-        if self.store.status() == Status::Ready {
+        self.check_offload();
+        if self.store.status() == Status::Ready && self.store.value_ref.is_none() {
             assert_eq!(
                 self.store.value.as_ref().and_then(|v| v["epoch"].as_i64()),
                 Some(self.store.epoch()),

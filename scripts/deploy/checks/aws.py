@@ -130,6 +130,15 @@ def cmd_cfn_static(args) -> int:
     p.check("KmsMasterKeyId" in topic, "the topic is not encrypted")
     key = typed("AWS::KMS::Key").get("EncryptionKey", {}).get("Properties", {})
     p.check(key.get("EnableKeyRotation") is True, "key rotation is off")
+    bucket = typed("AWS::S3::Bucket").get("ValuesBucket", {})
+    bp = bucket.get("Properties", {})
+    p.check(bucket.get("Condition") == "HasValuesBucket", "the values bucket is not optional (Condition HasValuesBucket)")
+    p.check("ServerSideEncryptionConfiguration" in bp.get("BucketEncryption", {}), "the values bucket is not encrypted")
+    pab = bp.get("PublicAccessBlockConfiguration", {})
+    p.check(len(pab) == 4 and all(v is True for v in pab.values()), "the values bucket does not block public access")
+    rules = bp.get("LifecycleConfiguration", {}).get("Rules", [])
+    p.check(any(r.get("TagFilters") == [{"Key": "triggered-cache", "Value": "uncommitted"}] and "ExpirationInDays" in r for r in rules),
+            "no lifecycle rule expires uncommitted objects (the orphan backstop)")
     outputs = set(t.get("Outputs", {}))
     for o in ("Region", "QueueUrl", "DeadLetterQueueUrl", "TableName", "TopicArn", "RoleArn", "KmsKeyArn"):
         p.check(o in outputs, f"output {o} is missing")
@@ -149,6 +158,11 @@ def policy_document(iam, arn: str) -> dict:
     return json.loads(doc) if isinstance(doc, str) else doc
 
 
+# The statements of deploy/iam's policies that exist only with a values
+# bucket (ValuesPolicy in the template, and the operators' conditional one).
+S3_SIDS = {"OffloadedValues", "ListOffloadedValues", "ReadOffloadedValues"}
+
+
 def cmd_cfn_emulator(args) -> int:
     import boto3
 
@@ -164,7 +178,8 @@ def cmd_cfn_emulator(args) -> int:
     stacks = {
         # EKS: defaults, IRSA for the service account, KEDA may assume the role.
         "verify-eks": {"EksOidcProviderArn": oidc, "KedaOperatorRoleArn": keda,
-                       "DependencyTableName": "triggered-cache-deps"},
+                       "DependencyTableName": "triggered-cache-deps",
+                       "ValuesBucketName": "verify-triggered-cache-values"},
         # ECS: other names, a sort key, no operator policy.
         "verify-ecs": {
             "Platform": "ecs", "QueueName": "tc-ecs-requests", "DeadLetterQueueName": "tc-ecs-dlq",
@@ -195,6 +210,9 @@ def cmd_cfn_emulator(args) -> int:
         deps_name = params.get("DependencyTableName", "")
         if deps_name:
             expected |= {"DependencyTableName", "DependencyPolicyArn"}
+        values_bucket = params.get("ValuesBucketName", "")
+        if values_bucket:
+            expected |= {"ValuesBucketName", "ValuesPolicyArn"}
         p.check(set(o) == expected, f"{name}: outputs {sorted(o)}, expected {sorted(expected)}")
         p.check(o.get("Region") == region, f"{name}: Region output {o.get('Region')}")
         p.check(o.get("QueueUrl", "").endswith("/" + qname), f"{name}: QueueUrl {o.get('QueueUrl')}")
@@ -237,16 +255,26 @@ def cmd_cfn_emulator(args) -> int:
         ta = sns.get_topic_attributes(TopicArn=o["TopicArn"])["Attributes"]
         p.check(ta.get("KmsMasterKeyId") == o["KmsKeyArn"], f"{name}: the topic is not encrypted with the stack's key")
 
+        # The values bucket: there, encrypted.
+        if values_bucket:
+            s3 = boto3.client("s3", **kw)
+            enc = s3.get_bucket_encryption(Bucket=values_bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+            p.check(enc and enc[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256", f"{name}: the values bucket is not encrypted")
+            # (moto 5.2.5 applies neither PublicAccessBlockConfiguration nor
+            # LifecycleConfiguration from a template; cfn-static checks both.)
+
         # The role's policy is deploy/iam's, with this stack's values.
         values = {
             "AWS_REGION": region, "AWS_ACCOUNT_ID": o["QueueArn"].split(":")[4], "QUEUE_NAME": qname,
             "DLQ_NAME": dname, "TABLE_NAME": tname, "TOPIC_NAME": topic_name,
             "DEPENDENCY_TABLE_NAME": deps_name,
             "KMS_KEY_ID": o["KmsKeyArn"].rsplit("/", 1)[1],
+            "S3_BUCKET": values_bucket, "S3_PREFIX": "triggered-cache/",
         }
         role_name = o["RoleArn"].rsplit("/", 1)[1]
         attached = [a["PolicyArn"] for a in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"]]
-        want_attached = sorted([o["DaemonPolicyArn"]] + ([o["DependencyPolicyArn"]] if deps_name else []))
+        want_attached = sorted([o["DaemonPolicyArn"]] + ([o["DependencyPolicyArn"]] if deps_name else [])
+                               + ([o["ValuesPolicyArn"]] if values_bucket else []))
         p.check(sorted(attached) == want_attached, f"{name}: the role has policies {attached}")
         p.check(not iam.list_role_policies(RoleName=role_name)["PolicyNames"], f"{name}: the role has inline policies")
         daemon_doc = policy_document(iam, o["DaemonPolicyArn"])
@@ -254,14 +282,23 @@ def cmd_cfn_emulator(args) -> int:
             # The dependency statement lives in its own conditional policy.
             extra = policy_document(iam, o["DependencyPolicyArn"])["Statement"]
             daemon_doc = dict(daemon_doc, Statement=daemon_doc["Statement"][:3] + extra + daemon_doc["Statement"][3:])
+        if values_bucket:
+            # The S3 statements live in their own conditional policy.
+            daemon_doc = dict(daemon_doc, Statement=daemon_doc["Statement"] + policy_document(iam, o["ValuesPolicyArn"])["Statement"])
         want_doc = render_json(POLICY, values)
         if not deps_name:
             # Without dependency tracking the stack leaves that statement out.
             want_doc["Statement"] = [st for st in want_doc["Statement"] if st.get("Sid") != "DependencyEdges"]
+        if not values_bucket:
+            # Without a values bucket, the S3 statements.
+            want_doc["Statement"] = [st for st in want_doc["Statement"] if st.get("Sid") not in S3_SIDS]
         p.check(daemon_doc == want_doc, f"{name}: the stack's daemon policy differs from {POLICY}:\n{json.dumps(daemon_doc, indent=1)}")
         if "OperatorPolicyArn" in o:
             op_doc = policy_document(iam, o["OperatorPolicyArn"])
-            p.check(op_doc == render_json(OPERATOR_POLICY, values), f"{name}: the stack's operator policy differs from {OPERATOR_POLICY}")
+            want_op = render_json(OPERATOR_POLICY, values)
+            if not values_bucket:
+                want_op["Statement"] = [st for st in want_op["Statement"] if st.get("Sid") not in S3_SIDS]
+            p.check(op_doc == want_op, f"{name}: the stack's operator policy differs from {OPERATOR_POLICY}")
         trust = iam.get_role(RoleName=role_name)["Role"]["AssumeRolePolicyDocument"]
         trust = json.loads(trust) if isinstance(trust, str) else trust
         principals = [json.dumps(s["Principal"], sort_keys=True) for s in trust["Statement"]]

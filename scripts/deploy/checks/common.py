@@ -38,6 +38,8 @@ EXAMPLE_VARS = {
     "DEPENDENCY_TABLE_NAME": "triggered-cache-deps",
     "TOPIC_NAME": "triggered-cache-events",
     "KMS_KEY_ID": "1234abcd-12ab-34cd-56ef-1234567890ab",
+    "S3_BUCKET": "triggered-cache-values",
+    "S3_PREFIX": "triggered-cache/",
     "QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/triggered-cache-requests",
     "DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/triggered-cache-dlq",
     "TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:triggered-cache-events",

@@ -4,7 +4,7 @@ it needs, on the resources it needs them on.
 The list is the code's own (`aws::IAM_ACTIONS` in src/aws/iam.rs, where a
 Rust test ties it to the adapters' SDK calls), printed by
 `triggered-cache iam-actions`: each entry has an action, a resource
-(queue, dlq, table, deps, topic) and a caller (daemon: the daemon's policy;
+(queue, dlq, table, deps, topic, objects, bucket) and a caller (daemon: the daemon's policy;
 operator: the operators' policy). What the code cannot know is added here:
 both policies may use the KMS key that encrypts the queues and the topic.
 """
@@ -35,6 +35,9 @@ def classify(resource: str) -> str:
         return "topic"
     if resource.startswith("arn:aws:kms:"):
         return "key"
+    if resource.startswith("arn:aws:s3:::"):
+        # The bucket itself (listing), or its objects under the prefix.
+        return "objects" if "/" in resource else "bucket"
     return "other:" + resource
 
 
