@@ -172,6 +172,10 @@ fn record_json(r: &Cache) -> Json {
         "error": r.error,
         "failedMessageId": r.failed_message_id,
         "hasValue": r.value.is_some(),
+        "valueEpoch": r.value_epoch,
+        "failedAt": r.failed_at,
+        "refreshOwner": r.refresh_owner,
+        "refreshLease": r.refresh_lease,
     })
 }
 

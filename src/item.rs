@@ -110,7 +110,10 @@ impl Attrs {
                 | Field::LeaseUntil
                 | Field::TriggerDeadline
                 | Field::ReadyAt
-                | Field::Attempts => av
+                | Field::Attempts
+                | Field::ValueEpoch
+                | Field::FailedAt
+                | Field::RefreshLease => av
                     .as_n()
                     .ok()
                     .and_then(|n| n.parse::<i64>().ok())

@@ -39,6 +39,9 @@ pub enum Command {
         /// The producer's request id; `None` means the SQS MessageId.
         request_id: Option<String>,
         input: Option<Json>,
+        /// `"retry": true`: a new run even while a recent failure is
+        /// cached (`failure_ttl`).
+        retry: bool,
     },
     /// "The data behind (key, sets) changed".
     Trigger { sets: SetSelector },
@@ -85,13 +88,14 @@ pub struct Schema {
 
 /// Every field of every native form, for the reason that names an unknown
 /// one.
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 9] = [
     "v",
     "type",
     "key",
     "set",
     "requestId",
     "input",
+    "retry",
     "triggerId",
     "dependency",
 ];
@@ -125,6 +129,7 @@ impl Schema {
                     set: self.set(&r.set)?,
                     request_id: r.request_id,
                     input: r.input,
+                    retry: r.retry,
                 },
             ),
             Form::Trigger(t) => {

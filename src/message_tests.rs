@@ -58,7 +58,8 @@ fn every_native_form_decodes() {
         Command::Request {
             set: "summary".into(),
             request_id: Some("r-1".into()),
-            input: Some(json!({"a": 1}))
+            input: Some(json!({"a": 1})),
+            retry: false,
         }
     );
     let t = s

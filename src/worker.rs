@@ -183,6 +183,7 @@ impl Worker {
             backoff_base_ms: set_cfg.backoff_base.as_millis() as i64,
             backoff_cap_ms: set_cfg.backoff_cap.as_millis() as i64,
             max_rehandles: self.cfg.worker.max_rehandles,
+            policies: set_cfg.policies(),
         };
         Handler::new(policy, subject)
     }
@@ -238,6 +239,7 @@ impl Worker {
                 set,
                 request_id,
                 input,
+                retry,
             } => {
                 let rid = request_id.unwrap_or_else(|| msg.message_id.clone());
                 span.record("set", set.as_str());
@@ -247,7 +249,7 @@ impl Worker {
                     message_id: msg.message_id.clone(),
                     input,
                 };
-                return self.request(&key, &set, subject, msg, beat).await;
+                return self.request(&key, &set, subject, retry, msg, beat).await;
             }
             Command::Trigger { sets } => {
                 span.record(
@@ -299,6 +301,7 @@ impl Worker {
         key: &Key,
         set: &str,
         subject: Subject,
+        retry: bool,
         msg: &Received,
         beat: &Heartbeat,
     ) -> Disposition {
@@ -330,7 +333,10 @@ impl Worker {
             leader: Some(&mut leader),
             beat,
         };
-        match self.execute(self.handler(set, subject), ex).await {
+        match self
+            .execute(self.handler(set, subject).retrying(retry), ex)
+            .await
+        {
             Ok(d) => {
                 leader.finish(FlightOutcome::Answered);
                 d

@@ -11,6 +11,8 @@
 //! workers; after every step the invariants of DESIGN §5 are checked, and
 //! at the end every request must have been answered.
 
+#[path = "state_model/policies.rs"]
+mod policies;
 #[path = "state_model/steps.rs"]
 mod steps;
 #[path = "state_model/world.rs"]

@@ -3,6 +3,7 @@
 
 use serde_json::Value as Json;
 
+use super::policy::{Progress, Refresh};
 use super::{Answer, Disposition, Effect, Input, Note, Policy, Step, Subject, error_backoff};
 use crate::config::EventKind;
 use crate::state::{self, Cache, Clock, Decision, Outcome, Run, Status};
@@ -30,6 +31,11 @@ pub(super) enum Phase {
     },
     Publishing(Disposition),
     Done,
+    /// A stale answer goes out (`serve_stale`); then the request is decided
+    /// again on this record as read.
+    ServingStale(Cache),
+    /// A background refresh (`refresh_after`, handler/policy.rs).
+    Refresh(Refresh),
 }
 
 #[derive(Clone, Debug)]
@@ -56,6 +62,7 @@ pub struct Handler {
     pub(super) decisions: u32,
     pub(super) counted_miss: bool,
     pub(super) notes: Vec<Note>,
+    pub(super) progress: Progress,
 }
 
 impl Handler {
@@ -72,6 +79,7 @@ impl Handler {
             decisions: 0,
             counted_miss: false,
             notes: vec![],
+            progress: Progress::default(),
         }
     }
 
@@ -96,6 +104,7 @@ impl Handler {
     /// Takes the outcome of the last effect and returns the next one.
     pub fn next(&mut self, input: Input, clock: &Clock) -> Step {
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
+        self.progress.now = clock.now;
         let effect = match (phase, input) {
             (Phase::Reading, Input::Read(rec)) => self.decide(rec, clock),
             (Phase::Adopting(rec), Input::Adopted(adopted)) => {
@@ -146,6 +155,8 @@ impl Handler {
                 Input::TooLarge(error),
             ) => self.fail(epoch, error),
             (Phase::Publishing(then), Input::Published) => self.settle(then),
+            (Phase::ServingStale(rec), Input::Published) => self.decide_on(rec, clock),
+            (Phase::Refresh(step), input) => self.refresh_step(step, input, clock),
             (phase, input) => {
                 panic!("handler: input {input:?} does not answer the effect of {phase:?}")
             }
@@ -174,6 +185,7 @@ impl Handler {
             value: None,
             error: None,
             failed_message_id: None,
+            stale: None,
         }
     }
 
@@ -207,7 +219,8 @@ impl Handler {
     fn decide_on(&mut self, rec: Cache, clock: &Clock) -> Effect {
         let decision = match &self.subject {
             Subject::Request { message_id, .. } => {
-                state::decide_request(&rec, &self.rid, message_id, clock)
+                let (policies, retry) = (&self.policy.policies, self.progress.retry);
+                state::decide_with_policies(&rec, &self.rid, message_id, clock, policies, retry)
             }
             Subject::TriggerEnd { trigger_id, .. } => {
                 state::decide_trigger_end(&rec, trigger_id, &self.rid, clock)
@@ -215,10 +228,19 @@ impl Handler {
         };
         if !self.counted_miss
             && matches!(self.subject, Subject::Request { .. })
-            && !matches!(decision, Decision::Hit | Decision::Republish(_))
+            && !matches!(
+                decision,
+                Decision::Hit
+                    | Decision::Republish(_)
+                    | Decision::AnswerFailed
+                    | Decision::Refresh { .. }
+            )
         {
             self.notes.push(Note::Miss);
             self.counted_miss = true;
+        }
+        if let Some(stale) = self.serve_stale(&rec, &decision, clock) {
+            return stale;
         }
         match decision {
             Decision::Hit => {
@@ -289,6 +311,8 @@ impl Handler {
                 };
                 Effect::Write(write)
             }
+            Decision::AnswerFailed => self.answer_failed(&rec),
+            Decision::Refresh { write, epoch } => self.refresh(&rec, write, epoch),
         }
     }
 }

@@ -18,6 +18,7 @@
 
 mod machine;
 mod notes;
+mod policy;
 mod run;
 
 use std::time::Duration;
@@ -29,7 +30,7 @@ pub use notes::Note;
 
 use crate::config::EventKind;
 use crate::processor::{Output, ProcessError};
-use crate::state::{Cache, Write};
+use crate::state::{Cache, Policies, Stale, Write};
 
 /// What the pool does with a message once its handler returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +62,9 @@ pub struct Policy {
     /// How many times the state may move under one message before it is
     /// left for later (`worker.max_rehandles`).
     pub max_rehandles: u32,
+    /// The set's cache policies (`serve_stale`, `failure_ttl`,
+    /// `refresh_after`); all off by default.
+    pub policies: Policies,
 }
 
 /// What is being settled.
@@ -115,6 +119,9 @@ pub struct Answer {
     pub error: Option<String>,
     /// For `failed`: the message whose run recorded the failure.
     pub failed_message_id: Option<String>,
+    /// A `hit` with a value of an earlier epoch or past its ttl
+    /// (`serve_stale`): rendered `"stale": true`, `valueEpoch`, `ageMs`.
+    pub stale: Option<Stale>,
 }
 
 /// What to do next.
@@ -141,6 +148,14 @@ pub enum Effect {
     Commit { write: Write, output: Output },
     /// Publish a completion event.
     Publish(Answer),
+    /// Run the processor for a background refresh of the `READY` value of
+    /// `epoch` (`refresh_after`), under renewals of the refresh lease of
+    /// `rid`.
+    Refresh {
+        rid: String,
+        epoch: i64,
+        input: Option<Json>,
+    },
     /// Settle the message; the handler is done.
     Settle(Disposition),
 }
@@ -157,3 +172,7 @@ use crate::state::Clock;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod policy_tests;

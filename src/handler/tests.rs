@@ -25,6 +25,7 @@ fn policy(max_attempts: u32) -> Policy {
         backoff_base_ms: 1_000,
         backoff_cap_ms: 8_000,
         max_rehandles: 3,
+        policies: Default::default(),
     }
 }
 

@@ -119,6 +119,8 @@ pub(super) struct Request {
     pub(super) request_id: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub(super) input: Option<Json>,
+    #[serde(default)]
+    pub(super) retry: bool,
 }
 
 /// `trigger` about an item: the item and the set (`*`: every set).

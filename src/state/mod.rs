@@ -29,17 +29,25 @@
 //!   DESIGN §4), the only place where a claim, a park or a reset is decided;
 //! - `writes.rs`: the writes of the owner of a run (renew, commit, retry
 //!   later, fail, release), all fenced by owner and epoch, and what a
-//!   rejection of one of them means.
+//!   rejection of one of them means;
+//! - `policy.rs`: a set's cache policies (`serve_stale`, `failure_ttl`,
+//!   `refresh_after`) on top of the request's decision, and the fenced
+//!   writes of a background refresh.
 //!
 //! Every public item is re-exported here: callers write
 //! `state::decide_request`, `state::commit`, not the part it lives in.
 
 mod decide;
+mod policy;
 mod writes;
 
 pub use decide::{
     ClaimReason, Decision, LeaveReason, Outcome, Run, decide_request, decide_trigger,
     decide_trigger_end, decide_trigger_start, trigger,
+};
+pub use policy::{
+    Policies, Stale, claim_refresh, commit_refresh, decide_with_policies, hold_refresh,
+    release_refresh, renew_refresh, stale_value,
 };
 pub use writes::{
     Rejected, backoff, classify_rejection, commit, fail, owner, release, renew, retry_later,
@@ -105,10 +113,23 @@ pub enum Field {
     /// with the same `requestId`) claims and processes. Read only while
     /// `FAILED` (every write of `FAILED` sets it), so a claim leaves it.
     FailedMessageId,
+    /// The epoch the stored value was computed for (set by every commit):
+    /// after a trigger moved the epoch, the value is an earlier epoch's,
+    /// servable only as stale (`serve_stale`, state/policy.rs).
+    ValueEpoch,
+    /// When `FAILED` was recorded (epoch millis): `failure_ttl` answers
+    /// from the item until this plus the ttl.
+    FailedAt,
+    /// The request id of a background refresh of a `READY` value
+    /// (`refresh_after`); the status and the epoch stay as they are.
+    RefreshOwner,
+    /// Epoch millis; the refresh owner renews it, after it another hit may
+    /// start the refresh again.
+    RefreshLease,
 }
 
 impl Field {
-    pub const ALL: [Field; 13] = [
+    pub const ALL: [Field; 17] = [
         Field::Status,
         Field::Epoch,
         Field::RequestId,
@@ -122,6 +143,10 @@ impl Field {
         Field::Attempts,
         Field::Error,
         Field::FailedMessageId,
+        Field::ValueEpoch,
+        Field::FailedAt,
+        Field::RefreshOwner,
+        Field::RefreshLease,
     ];
 
     /// The attribute name suffix, as in DESIGN §2.
@@ -140,6 +165,10 @@ impl Field {
             Field::Attempts => "attempts",
             Field::Error => "error",
             Field::FailedMessageId => "failedMessageId",
+            Field::ValueEpoch => "valueEpoch",
+            Field::FailedAt => "failedAt",
+            Field::RefreshOwner => "refreshOwner",
+            Field::RefreshLease => "refreshLease",
         }
     }
 
@@ -211,6 +240,10 @@ pub struct Cache {
     pub attempts: Option<i64>,
     pub error: Option<String>,
     pub failed_message_id: Option<String>,
+    pub value_epoch: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub refresh_owner: Option<String>,
+    pub refresh_lease: Option<i64>,
 }
 
 impl Cache {
@@ -245,6 +278,10 @@ impl Cache {
             Field::Attempts => n(&self.attempts),
             Field::Error => s(&self.error),
             Field::FailedMessageId => s(&self.failed_message_id),
+            Field::ValueEpoch => n(&self.value_epoch),
+            Field::FailedAt => n(&self.failed_at),
+            Field::RefreshOwner => s(&self.refresh_owner),
+            Field::RefreshLease => n(&self.refresh_lease),
         }
     }
 
@@ -281,6 +318,10 @@ impl Cache {
             Field::Attempts => self.attempts = n(val),
             Field::Error => self.error = s(val),
             Field::FailedMessageId => self.failed_message_id = s(val),
+            Field::ValueEpoch => self.value_epoch = n(val),
+            Field::FailedAt => self.failed_at = n(val),
+            Field::RefreshOwner => self.refresh_owner = s(val),
+            Field::RefreshLease => self.refresh_lease = n(val),
         }
     }
 

@@ -44,7 +44,11 @@ impl Worker {
         loop {
             if matches!(
                 effect,
-                Effect::Read | Effect::Write(_) | Effect::Commit { .. } | Effect::Run { .. }
+                Effect::Read
+                    | Effect::Write(_)
+                    | Effect::Commit { .. }
+                    | Effect::Run { .. }
+                    | Effect::Refresh { .. }
             ) && let Some(leader) = ex.leader.as_mut()
             {
                 // What the handler decides next holds for the requests
@@ -81,8 +85,35 @@ impl Worker {
                         set: ex.set.to_owned(),
                         rid,
                         epoch,
+                        refresh: false,
                     };
                     match self.run_processor(&ex, job, attempt, lease).await? {
+                        Ran::Answered(result) => Input::Ran(result),
+                        Ran::Invalidated(now) => {
+                            item = now;
+                            Input::Invalidated(self.cache(&item, ex.set))
+                        }
+                    }
+                }
+                Effect::Refresh { rid, epoch, input } => {
+                    // A background refresh: the same job, under the
+                    // renewals of the refresh lease (`refresh_after`).
+                    let job = Job {
+                        key: ex.key.to_json(),
+                        set: ex.set.to_owned(),
+                        epoch,
+                        request_id: rid.clone(),
+                        input,
+                        record: item_to_json(&item),
+                    };
+                    let lease = Lease {
+                        key: ex.key.clone(),
+                        set: ex.set.to_owned(),
+                        rid,
+                        epoch,
+                        refresh: true,
+                    };
+                    match self.run_processor(&ex, job, 1, lease).await? {
                         Ran::Answered(result) => Input::Ran(result),
                         Ran::Invalidated(now) => {
                             item = now;
@@ -225,7 +256,12 @@ impl Worker {
         answer: &Answer,
         item: &Item,
     ) -> anyhow::Result<()> {
-        let coalesced = ex.leader.as_mut().map(|l| l.seal()).unwrap_or_default();
+        // A stale answer (`serve_stale`) comes before the request's own
+        // answer: it leaves the flight open and names no follower.
+        let coalesced = match (&answer.stale, ex.leader.as_mut()) {
+            (None, Some(leader)) => leader.seal(),
+            _ => vec![],
+        };
         self.publish_event(CompletionEvent {
             request_id: Some(&answer.request_id),
             item: Some(item),
@@ -233,6 +269,7 @@ impl Worker {
             error: answer.error.as_deref(),
             coalesced: &coalesced,
             failed_message_id: answer.failed_message_id.as_deref(),
+            stale: answer.stale,
             ..CompletionEvent::new(answer.kind, ex.key, ex.set, answer.epoch)
         })
         .await

@@ -199,6 +199,9 @@ impl Env {
                         backoff_cap: Duration::from_secs(2),
                         ttl: None,
                         trigger_timeout: Duration::from_secs(60),
+                        serve_stale: None,
+                        failure_ttl: None,
+                        refresh_after: None,
                     },
                 )
             })

@@ -21,6 +21,7 @@ impl World {
         let msgs = [busy.msg];
         let step = busy.handler.next(input, &clock);
         for note in &step.notes {
+            self.policy_note(w, note);
             match note {
                 Note::Left { reason, .. } => {
                     self.deferred.extend(&msgs);
@@ -44,6 +45,9 @@ impl World {
                 _ => {}
             }
         }
+        if let Effect::Refresh { rid, epoch, .. } = &step.effect {
+            self.refresh_started(w, rid, *epoch);
+        }
         if let Effect::Run { rid, epoch, .. } = &step.effect {
             self.run_started(w, rid.clone(), *epoch, &step.notes);
             let busy = self.workers[w].as_mut().expect("busy");
@@ -54,8 +58,9 @@ impl World {
 
     /// Invariants 1 and 5 when a processing run starts.
     pub(crate) fn run_started(&mut self, w: usize, rid: String, epoch: i64, notes: &[Note]) {
+        // (A READY past its ttl is recomputed in its epoch: `reclaimed`.)
         assert!(
-            !self.ready_epochs.contains(&epoch),
+            !self.ready_epochs.contains(&epoch) || self.policy_books.reclaimed.contains(&epoch),
             "a run started for epoch {epoch}, already READY"
         );
         let others: Vec<usize> = (0..WORKERS)
@@ -100,7 +105,7 @@ impl World {
             busy.read_by = busy.followers.len();
         }
         let input = match busy.effect.clone() {
-            Effect::Run { .. } => return,
+            Effect::Run { .. } | Effect::Refresh { .. } => return,
             Effect::Read => Input::Read(self.store.clone()),
             Effect::Adopt { owner } => {
                 let me = busy.handler.request_id().to_owned();
@@ -114,7 +119,9 @@ impl World {
             Effect::Write(write) | Effect::Commit { write, .. } => {
                 let commit = matches!(busy.effect, Effect::Commit { .. });
                 busy.running = None;
+                let before = self.store.clone();
                 if self.store.apply(&write) {
+                    self.check_policy_write(w, &before, &write, commit);
                     if commit {
                         self.ready_epochs.insert(self.store.epoch());
                     }
@@ -131,7 +138,10 @@ impl World {
                 }
             }
             Effect::Publish(answer) => {
-                busy.sealed = true;
+                // A stale answer comes before the request's own; it
+                // leaves the flight open (worker/execute.rs).
+                busy.sealed |= answer.stale.is_none();
+                self.check_answer(&answer);
                 let kind = match answer.kind {
                     EventKind::Hit => "hit",
                     EventKind::Ready => "ready",
@@ -157,7 +167,7 @@ impl World {
         result: impl FnOnce(i64) -> Result<Output, ProcessError>,
     ) {
         if let Some(Busy {
-            effect: Effect::Run { epoch, .. },
+            effect: Effect::Run { epoch, .. } | Effect::Refresh { epoch, .. },
             ..
         }) = &self.workers[w]
         {
@@ -199,6 +209,7 @@ impl World {
                     self.workers[w].as_mut().expect("busy").running = None;
                     self.feed(w, Input::Invalidated(self.store.clone()));
                 }
+                self.renew_refresh(w);
             }
             Op::Answer(w) => self.answer(w, |epoch| {
                 Ok(Output {
@@ -245,7 +256,7 @@ impl World {
                     match &self.workers[w] {
                         None => break,
                         Some(Busy {
-                            effect: Effect::Run { .. },
+                            effect: Effect::Run { .. } | Effect::Refresh { .. },
                             ..
                         }) => self.run_op(Op::Answer(w)),
                         Some(_) => self.run_op(Op::Step(w)),

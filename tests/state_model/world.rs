@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 
 use triggered_cache::handler::{Effect, Handler, Policy, Subject};
-use triggered_cache::state::{self, Cache, Clock, Status};
+use triggered_cache::state::{self, Cache, Clock, Policies, Status};
 
 pub(crate) const LEASE: i64 = 3_000;
 pub(crate) const SKEW: i64 = 200;
@@ -131,6 +131,10 @@ pub(crate) struct World {
     /// elsewhere, parked, taken over).
     pub(crate) deferred: BTreeSet<usize>,
     pub(crate) next_id: usize,
+    /// The set's cache policies and ttl (tests/state_model/policies.rs).
+    pub(crate) policies: Policies,
+    pub(crate) ttl: Option<i64>,
+    pub(crate) policy_books: super::policies::Books,
 }
 
 pub(crate) fn policy() -> Policy {
@@ -140,6 +144,7 @@ pub(crate) fn policy() -> Policy {
         backoff_base_ms: 500,
         backoff_cap_ms: 2_000,
         max_rehandles: 10,
+        policies: Default::default(),
     }
 }
 
@@ -162,6 +167,9 @@ impl World {
             abandoned_at: vec![],
             deferred: BTreeSet::new(),
             next_id: 0,
+            policies: Policies::default(),
+            ttl: None,
+            policy_books: Default::default(),
         }
     }
 
@@ -170,7 +178,7 @@ impl World {
             now: self.now,
             lease: LEASE,
             skew: SKEW,
-            ttl: None,
+            ttl: self.ttl,
         }
     }
 
@@ -269,7 +277,13 @@ impl World {
                 return;
             }
         };
-        let handler = Handler::new(policy(), subject);
+        let policy = Policy {
+            policies: self.policies,
+            ..policy()
+        };
+        // A new message with an earlier request's id is an explicit retry
+        // (a producer's retry, a redrive): `"retry": true`.
+        let handler = Handler::new(policy, subject).retrying(m.rid != m.id);
         let effect = handler.start();
         self.workers[w] = Some(Busy {
             msg,
