@@ -12,7 +12,8 @@
 //!   a deadline (`wait_until`);
 //! - `processor.rs`: `Recorder`, a processor the test controls;
 //! - `running.rs`: the worker pool in process (stop, crash, metrics);
-//! - `process.rs`: the binary as a child process (`bin`, `Daemon`).
+//! - `process.rs`: the binary as a child process (`bin`, `Daemon`);
+//! - `policy.rs`: backdating an item's cache timestamps (cache policies).
 //!
 //! Each test binary compiles this module and uses only part of it, hence
 //! the allowances for what a binary leaves unused.
@@ -21,6 +22,7 @@
 mod emulator;
 mod env;
 mod observe;
+mod policy;
 mod process;
 mod processor;
 mod running;
