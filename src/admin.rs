@@ -217,6 +217,10 @@ fn record_json(r: &Cache) -> Json {
         "failedMessageId": r.failed_message_id,
         "hasValue": r.value.is_some() || r.value_ref.is_some(),
         "valueRef": r.value_ref,
+        "valueEpoch": r.value_epoch,
+        "failedAt": r.failed_at,
+        "refreshOwner": r.refresh_owner,
+        "refreshLease": r.refresh_lease,
     })
 }
 

@@ -14,6 +14,7 @@ use serde_json::{Map, Value as Json, json};
 use crate::aws::topic::{Message, Topic};
 use crate::config::Config;
 use crate::item::{Attrs, Item, Key, item_to_json};
+use crate::state::Stale;
 
 pub use crate::aws::topic::PublishError;
 pub use kind::EventKind;
@@ -62,6 +63,11 @@ pub struct CompletionEvent<'a> {
     pub value_ref: Option<&'a Json>,
     /// A presigned GET URL of the offloaded value (`s3.presign_expiry`).
     pub value_url: Option<&'a str>,
+    /// A `hit` answered with a value of an earlier epoch or past its ttl
+    /// (`serve_stale`): rendered `"stale": true` with `valueEpoch` and
+    /// `ageMs`, and part of the `eventId` (a fresh hit of the same request
+    /// and epoch is another event).
+    pub stale: Option<Stale>,
 }
 
 impl<'a> CompletionEvent<'a> {
@@ -83,6 +89,7 @@ impl<'a> CompletionEvent<'a> {
             answers_omitted: 0,
             value_ref: None,
             value_url: None,
+            stale: None,
         }
     }
 }
@@ -100,6 +107,9 @@ pub fn event_id(ev: &CompletionEvent<'_>) -> String {
     if let Some(message_id) = ev.failed_message_id {
         name.push('\u{1f}');
         name.push_str(message_id);
+    }
+    if ev.stale.is_some() {
+        name.push_str("\u{1f}stale");
     }
     uuid::Uuid::new_v5(&EVENT_NS, name.as_bytes()).to_string()
 }
@@ -182,6 +192,11 @@ impl Publisher {
             if let Some(url) = ev.value_url {
                 body["valueUrl"] = json!(url);
             }
+        }
+        if let Some(stale) = ev.stale {
+            body["stale"] = json!(true);
+            body["valueEpoch"] = json!(stale.value_epoch);
+            body["ageMs"] = json!(stale.age_ms);
         }
         let text = body.to_string();
         if text.len() + ATTRIBUTE_ROOM <= self.max_bytes {
@@ -286,5 +301,15 @@ mod tests {
         let f = id(EventKind::Failed, "s", 3, Some("m1"));
         assert_eq!(f, id(EventKind::Failed, "s", 3, Some("m1")));
         assert_ne!(f, id(EventKind::Failed, "s", 3, Some("m2")));
+        // A stale hit is another event than a fresh hit of the same epoch.
+        let stale = event_id(&CompletionEvent {
+            request_id: Some("r1"),
+            stale: Some(Stale {
+                value_epoch: 2,
+                age_ms: 5,
+            }),
+            ..CompletionEvent::new(EventKind::Hit, &key, "s", 3)
+        });
+        assert_ne!(stale, id(EventKind::Hit, "s", 3, None));
     }
 }

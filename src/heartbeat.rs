@@ -30,6 +30,9 @@ pub struct Lease {
     pub set: String,
     pub rid: String,
     pub epoch: i64,
+    /// The lease of a background refresh (`refresh_after`): renewed and
+    /// released by its own writes, the cache staying `READY`.
+    pub refresh: bool,
 }
 
 struct Held {
@@ -118,7 +121,11 @@ impl Heartbeat {
             skew: 0,
             ttl: None,
         };
-        let write = state::renew(&lease.rid, lease.epoch, &clock);
+        let write = if lease.refresh {
+            state::renew_refresh(&lease.rid, lease.epoch, &clock)
+        } else {
+            state::renew(&lease.rid, lease.epoch, &clock)
+        };
         match beats
             .table
             .update(&lease.key, &[(&lease.set, &write)])
@@ -140,12 +147,17 @@ impl Heartbeat {
             set,
             rid,
             epoch,
+            refresh,
         }) = self.lease()
         else {
             return;
         };
         self.clear();
-        let write = state::release(&rid, epoch);
+        let write = if refresh {
+            state::release_refresh(&rid, epoch)
+        } else {
+            state::release(&rid, epoch)
+        };
         match table.update(&key, &[(set.as_str(), &write)]).await {
             Ok(Updated::Applied(_)) => PoolEvent::LeaseReleased {
                 key: &key,

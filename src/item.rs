@@ -112,7 +112,10 @@ impl Attrs {
                 | Field::TriggerDeadline
                 | Field::ReadyAt
                 | Field::Attempts
-                | Field::AnswersOmitted => av
+                | Field::AnswersOmitted
+                | Field::ValueEpoch
+                | Field::FailedAt
+                | Field::RefreshLease => av
                     .as_n()
                     .ok()
                     .and_then(|n| n.parse::<i64>().ok())

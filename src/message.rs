@@ -45,6 +45,9 @@ pub enum Command {
         /// Where the input is, when it is too large for a message: read
         /// from S3 (inside `s3.bucket`/`s3.prefix`) and given as `input`.
         input_ref: Option<crate::value::ObjectRef>,
+        /// `"retry": true`: a new run even while a recent failure is
+        /// cached (`failure_ttl`).
+        retry: bool,
     },
     /// "The data behind (key, sets) changed".
     Trigger { sets: SetSelector },
@@ -91,7 +94,7 @@ pub struct Schema {
 
 /// Every field of every native form, for the reason that names an unknown
 /// one.
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 12] = [
     "v",
     "type",
     "key",
@@ -99,6 +102,7 @@ const FIELDS: [&str; 11] = [
     "requestId",
     "input",
     "inputRef",
+    "retry",
     "triggerId",
     "dependency",
     "at",
@@ -157,6 +161,7 @@ impl Schema {
                         request_id: r.request_id,
                         input: r.input,
                         input_ref: r.input_ref,
+                        retry: r.retry,
                     },
                 )
             }

@@ -60,6 +60,7 @@ fn every_native_form_decodes() {
             request_id: Some("r-1".into()),
             input: Some(json!({"a": 1})),
             input_ref: None,
+            retry: false,
         }
     );
     let t = s

@@ -22,6 +22,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 mod known;
+pub mod policies;
 mod runs;
 
 pub use known::{AWS_SERVICES, DEAD_LETTER_KINDS, QUEUES};
@@ -100,6 +101,8 @@ pub struct Metrics {
     /// Age of the oldest processing run in progress (set at each scrape).
     pub oldest_run_seconds: Family<SetLabel, Seconds>,
     runs: runs::Runs,
+    /// The cache policies' metrics (`metrics/policies.rs`).
+    pub policies: policies::PolicyMetrics,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -149,6 +152,7 @@ impl Default for Metrics {
             ready: Gauge::default(),
             oldest_run_seconds: Family::default(),
             runs: runs::Runs::default(),
+            policies: policies::PolicyMetrics::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -291,6 +295,7 @@ impl Default for Metrics {
             "Age of the oldest processing run in progress in this process (0 when none)",
             m.oldest_run_seconds.clone(),
         );
+        m.policies.register(&mut registry);
         Metrics { registry, ..m }
     }
 }

@@ -205,6 +205,7 @@ impl Worker {
             max_rehandles: self.cfg.worker.max_rehandles,
             answer_each_request: set_cfg_answers(&self.cfg, set).then_some(MAX_ANSWERS),
             offload: self.cfg.offload_over(set).is_some(),
+            policies: set_cfg.policies(),
         };
         Handler::new(policy, subject)
     }
@@ -262,6 +263,7 @@ impl Worker {
                 request_id,
                 input,
                 input_ref,
+                retry,
             } => {
                 let input = match input_ref {
                     None => input,
@@ -279,7 +281,7 @@ impl Worker {
                     message_id: msg.message_id.clone(),
                     input,
                 };
-                return self.request(&key, &set, subject, msg, beat).await;
+                return self.request(&key, &set, subject, retry, msg, beat).await;
             }
             Command::Trigger { sets } => {
                 span.record(
@@ -343,6 +345,7 @@ impl Worker {
         key: &Key,
         set: &str,
         subject: Subject,
+        retry: bool,
         msg: &Received,
         beat: &Heartbeat,
     ) -> Disposition {
@@ -374,7 +377,10 @@ impl Worker {
             leader: Some(&mut leader),
             beat,
         };
-        match self.execute(self.handler(set, subject), ex).await {
+        match self
+            .execute(self.handler(set, subject).retrying(retry), ex)
+            .await
+        {
             Ok(d) => {
                 // With answer_each_request, a leader that left its answer
                 // to another run or parked listed only itself: the others

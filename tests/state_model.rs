@@ -17,6 +17,8 @@
 
 #[path = "state_model/offload.rs"]
 mod offload;
+#[path = "state_model/policies.rs"]
+mod policies;
 #[path = "state_model/scheduled.rs"]
 mod scheduled;
 #[path = "state_model/steps.rs"]

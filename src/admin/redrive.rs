@@ -251,7 +251,7 @@ impl Run {
             let msgs = chunk
                 .iter()
                 .map(|m| Outgoing {
-                    body: m.body.clone(),
+                    body: as_retry(&m.body),
                     attributes: carried(m),
                 })
                 .collect();
@@ -305,6 +305,21 @@ impl Run {
     }
 }
 
+/// A redriven request is an explicit retry: `"retry": true` makes it run
+/// again even while its set caches the failure (`failure_ttl`). Any other
+/// body (a trigger, a malformed or wrapped one) goes back as it was.
+fn as_retry(body: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut obj))
+            if obj.get("type").and_then(|t| t.as_str()) == Some("request") =>
+        {
+            obj.insert("retry".into(), serde_json::Value::Bool(true));
+            serde_json::Value::Object(obj).to_string()
+        }
+        _ => body.to_owned(),
+    }
+}
+
 /// The message's own attributes, without the reason the daemon added.
 fn carried(m: &DeadLetter) -> Option<HashMap<String, MessageAttributeValue>> {
     let attrs: HashMap<String, MessageAttributeValue> = m
@@ -320,7 +335,7 @@ fn carried(m: &DeadLetter) -> Option<HashMap<String, MessageAttributeValue>> {
 /// limit on a batch (that of one message).
 fn by_size(msgs: Vec<DeadLetter>) -> Vec<Vec<DeadLetter>> {
     let size = |m: &DeadLetter| {
-        m.body.len()
+        as_retry(&m.body).len()
             + carried(m)
                 .unwrap_or_default()
                 .iter()

@@ -161,3 +161,18 @@ fn a_message_of_an_earlier_release_is_read_and_stripped_by_its_old_kind_attribut
         "the old reason is not sent back"
     );
 }
+
+#[test]
+fn a_redriven_request_is_an_explicit_retry_and_other_bodies_stay_as_they_were() {
+    let request = r#"{"v":1,"type":"request","key":{"pk":"a"},"set":"s"}"#;
+    let sent: serde_json::Value = serde_json::from_str(&as_retry(request)).unwrap();
+    assert_eq!(sent["retry"], serde_json::json!(true));
+    assert_eq!(sent["key"], serde_json::json!({"pk": "a"}));
+    for body in [
+        r#"{"v":1,"type":"trigger","key":{"pk":"a"},"set":"s"}"#,
+        "not json",
+        r#"{"Type":"Notification","Message":"{}"}"#,
+    ] {
+        assert_eq!(as_retry(body), body);
+    }
+}

@@ -77,6 +77,65 @@ pub struct SetConfig {
     /// and the item keeps a pointer; unset = `s3.offload_over`.
     #[serde(default)]
     pub offload_over: Option<super::Size>,
+    /// Stale-while-revalidate: a request that finds the cache invalid while
+    /// the item still holds an earlier value no older than this is answered
+    /// at once with a `hit` marked `"stale": true`, then as usual; unset =
+    /// off.
+    #[serde(default, with = "humantime_serde")]
+    pub serve_stale: Option<Duration>,
+    /// Negative caching: for this long after `FAILED`, requests are
+    /// answered with the recorded failure instead of a new run (a trigger,
+    /// `"retry": true` or `dlq redrive` bypass it); unset = off.
+    #[serde(default, with = "humantime_serde")]
+    pub failure_ttl: Option<Duration>,
+    /// Refresh ahead (needs `ttl`, shorter than it): a hit on a value older
+    /// than this answers from the cache and starts one background refresh;
+    /// unset = off.
+    #[serde(default, with = "humantime_serde")]
+    pub refresh_after: Option<Duration>,
+}
+
+impl SetConfig {
+    /// The set's cache policies, as the handler decides with them.
+    pub fn policies(&self) -> crate::state::Policies {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as i64);
+        crate::state::Policies {
+            serve_stale: ms(self.serve_stale),
+            failure_ttl: ms(self.failure_ttl),
+            refresh_after: ms(self.refresh_after),
+        }
+    }
+
+    /// What is wrong with the set's cache policies: (key under the set,
+    /// problem). `Config::validate` names the full key.
+    pub fn policy_problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = vec![];
+        for (field, value) in [
+            ("serve_stale", self.serve_stale),
+            ("failure_ttl", self.failure_ttl),
+            ("refresh_after", self.refresh_after),
+        ] {
+            if value.is_some_and(|d| d.is_zero()) {
+                problems.push((field, "must be more than 0s (leave it out for off)".into()));
+            }
+        }
+        match (self.refresh_after, self.ttl) {
+            (Some(_), None) => problems.push((
+                "refresh_after",
+                "needs a ttl: set sets.<name>.ttl longer than refresh_after, or leave refresh_after out".into(),
+            )),
+            (Some(after), Some(ttl)) if after >= ttl => problems.push((
+                "refresh_after",
+                format!(
+                    "is {}, must be shorter than the ttl ({}): a value is refreshed before it expires",
+                    humantime::format_duration(after),
+                    humantime::format_duration(ttl)
+                ),
+            )),
+            _ => {}
+        }
+        problems
+    }
 }
 
 fn default_timeout() -> Duration {

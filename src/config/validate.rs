@@ -225,6 +225,9 @@ impl Config {
             if set.max_attempts == 0 {
                 bad(&key("max_attempts"), "must be at least 1".into());
             }
+            for (field, problem) in set.policy_problems() {
+                bad(&key(field), problem.replace("<name>", name));
+            }
             if set.timeout.is_zero() {
                 bad(&key("timeout"), "must be more than 0s".into());
             }

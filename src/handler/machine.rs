@@ -3,6 +3,7 @@
 
 use serde_json::Value as Json;
 
+use super::policy::{Progress, Refresh};
 use super::{Answer, Disposition, Effect, Input, Note, Policy, Step, Subject, error_backoff};
 use crate::config::EventKind;
 use crate::state::{self, Cache, Clock, Decision, Outcome, Run, Status};
@@ -42,6 +43,11 @@ pub(super) enum Phase {
     /// `answer_each_request`: clearing what the event just published
     /// listed; then settle.
     Clearing(Disposition),
+    /// A stale answer goes out (`serve_stale`); then the request is decided
+    /// again on this record as read.
+    ServingStale(Cache),
+    /// A background refresh (`refresh_after`, handler/policy.rs).
+    Refresh(Refresh),
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +80,7 @@ pub struct Handler {
     /// lists, and the clear of what the event published (`answers.rs`).
     pub(super) listed: crate::state::Listed,
     pub(super) clear: Option<crate::state::Write>,
+    pub(super) progress: Progress,
 }
 
 impl Handler {
@@ -92,6 +99,7 @@ impl Handler {
             notes: vec![],
             listed: crate::state::Listed::default(),
             clear: None,
+            progress: Progress::default(),
         }
     }
 
@@ -117,6 +125,7 @@ impl Handler {
     pub fn next(&mut self, input: Input, clock: &Clock) -> Step {
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
         self.keep_listed(&input);
+        self.progress.now = clock.now;
         let effect = match (phase, input) {
             (Phase::Reading, Input::Read(rec)) => self.decide(rec, clock),
             (Phase::Adopting(rec), Input::Adopted(adopted)) => {
@@ -178,6 +187,8 @@ impl Handler {
             (Phase::Listing(leaving), Input::Applied(_)) => self.left(leaving),
             (Phase::Listing(_), Input::Rejected(now)) => self.decide(now, clock),
             (Phase::Clearing(then), Input::Applied(_) | Input::Rejected(_)) => self.settle(then),
+            (Phase::ServingStale(rec), Input::Published) => self.decide_on(rec, clock),
+            (Phase::Refresh(step), input) => self.refresh_step(step, input, clock),
             (phase, input) => {
                 panic!("handler: input {input:?} does not answer the effect of {phase:?}")
             }
@@ -209,6 +220,7 @@ impl Handler {
             failed_message_id: None,
             answers: crate::state::Listed::default(),
             value_ref: None,
+            stale: None,
         }
     }
 
@@ -242,7 +254,8 @@ impl Handler {
     fn decide_on(&mut self, rec: Cache, clock: &Clock) -> Effect {
         let decision = match &self.subject {
             Subject::Request { message_id, .. } => {
-                state::decide_request(&rec, &self.rid, message_id, clock)
+                let (policies, retry) = (&self.policy.policies, self.progress.retry);
+                state::decide_with_policies(&rec, &self.rid, message_id, clock, policies, retry)
             }
             Subject::TriggerEnd { trigger_id, .. } => {
                 state::decide_trigger_end(&rec, trigger_id, &self.rid, clock)
@@ -250,10 +263,19 @@ impl Handler {
         };
         if !self.counted_miss
             && matches!(self.subject, Subject::Request { .. })
-            && !matches!(decision, Decision::Hit | Decision::Republish(_))
+            && !matches!(
+                decision,
+                Decision::Hit
+                    | Decision::Republish(_)
+                    | Decision::AnswerFailed
+                    | Decision::Refresh { .. }
+            )
         {
             self.notes.push(Note::Miss);
             self.counted_miss = true;
+        }
+        if let Some(stale) = self.serve_stale(&rec, &decision, clock) {
+            return stale;
         }
         match decision {
             Decision::Hit => {
@@ -330,6 +352,8 @@ impl Handler {
                 };
                 Effect::Write(write)
             }
+            Decision::AnswerFailed => self.answer_failed(&rec),
+            Decision::Refresh { write, epoch } => self.refresh(&rec, write, epoch),
         }
     }
 }

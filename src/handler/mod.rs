@@ -19,6 +19,7 @@
 mod answers;
 mod machine;
 mod notes;
+mod policy;
 mod run;
 mod store;
 
@@ -31,7 +32,7 @@ pub use notes::Note;
 
 use crate::config::EventKind;
 use crate::processor::{Output, ProcessError};
-use crate::state::{Cache, Write};
+use crate::state::{Cache, Policies, Stale, Write};
 
 /// What the pool does with a message once its handler returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +71,9 @@ pub struct Policy {
     /// Whether a value is stored ([`Effect::Store`]) before its commit:
     /// the set offloads large values to S3 (`offload_over`).
     pub offload: bool,
+    /// The set's cache policies (`serve_stale`, `failure_ttl`,
+    /// `refresh_after`); all off by default.
+    pub policies: Policies,
 }
 
 /// What is being settled.
@@ -133,6 +137,9 @@ pub struct Answer {
     /// Where the value is, when it was offloaded to S3: the event carries
     /// this pointer when the value itself does not fit.
     pub value_ref: Option<Json>,
+    /// A `hit` with a value of an earlier epoch or past its ttl
+    /// (`serve_stale`): rendered `"stale": true`, `valueEpoch`, `ageMs`.
+    pub stale: Option<Stale>,
 }
 
 /// What to do next.
@@ -167,6 +174,14 @@ pub enum Effect {
     Commit { write: Write, output: Output },
     /// Publish a completion event.
     Publish(Answer),
+    /// Run the processor for a background refresh of the `READY` value of
+    /// `epoch` (`refresh_after`), under renewals of the refresh lease of
+    /// `rid`.
+    Refresh {
+        rid: String,
+        epoch: i64,
+        input: Option<Json>,
+    },
     /// Settle the message; the handler is done.
     Settle(Disposition),
 }
@@ -183,3 +198,7 @@ use crate::state::Clock;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod policy_tests;

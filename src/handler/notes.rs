@@ -63,4 +63,21 @@ pub enum Note {
     KeptMoving { rehandles: u32 },
     /// The run's value was written to S3 before its commit (issue 14).
     Offloaded { epoch: i64 },
+    /// `serve_stale`: answered at once with the value of `value_epoch`,
+    /// `age_ms` old, marked stale; the normal path runs next.
+    ServedStale { value_epoch: i64, age_ms: i64 },
+    /// `failure_ttl`: answered with the failure recorded at `failed_at`.
+    FailureCached { epoch: i64, failed_at: Option<i64> },
+    /// `refresh_after`: this request refreshes the value of `epoch`.
+    RefreshStarted { epoch: i64 },
+    /// The refresh committed a new value of the same epoch.
+    Refreshed { epoch: i64 },
+    /// The refresh failed; the current value stays until its ttl.
+    RefreshFailed { error: String },
+    /// Another request refreshes, or a trigger won over this refresh (the
+    /// record is now at `epoch`, `status`).
+    RefreshLost {
+        epoch: i64,
+        status: crate::state::Status,
+    },
 }

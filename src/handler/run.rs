@@ -112,7 +112,12 @@ impl Handler {
     }
 
     pub(super) fn fail(&mut self, epoch: i64, error: String) -> Effect {
-        let write = state::fail(&self.rid, epoch, &error, self.message_id());
+        let mut write = state::fail(&self.rid, epoch, &error, self.message_id());
+        // When it failed: `failure_ttl` answers with it until then + ttl.
+        write.ops.push(state::Op::Set(
+            state::Field::FailedAt,
+            state::Val::Num(self.progress.now),
+        ));
         self.phase = Phase::Owning {
             epoch,
             write: OwnerWrite::Fail(error),

@@ -109,6 +109,7 @@ mod tests {
             max_rehandles: 3,
             offload: true,
             answer_each_request: None,
+            policies: Default::default(),
         };
         let subject = Subject::Request {
             rid: rid.into(),

@@ -27,6 +27,7 @@ fn policy(max_attempts: u32) -> Policy {
         max_rehandles: 3,
         answer_each_request: None,
         offload: false,
+        policies: Default::default(),
     }
 }
 

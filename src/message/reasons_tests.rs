@@ -22,7 +22,7 @@ fn every_reason_names_the_field_and_what_was_expected() {
     let cases = [
         (
             json!({"v": 1, "type": "request", "key": {"pk": "a"}, "set": "summary", "extra": 1}),
-            "unknown field `extra`; known fields are v, type, key, set, requestId, input, inputRef, triggerId, dependency, at, delay",
+            "unknown field `extra`; known fields are v, type, key, set, requestId, input, inputRef, retry, triggerId, dependency, at, delay",
         ),
         (
             json!({"type": "request", "key": {"pk": "a"}, "set": "summary"}),
@@ -110,6 +110,7 @@ fn an_input_that_is_null_is_an_input() {
             request_id: None,
             input: Some(serde_json::Value::Null),
             input_ref: None,
+            retry: false,
         }
     );
 }
@@ -209,5 +210,26 @@ fn an_input_ref_names_a_bucket_and_a_key_and_excludes_input() {
     assert_eq!(
         reason(both),
         "fields `input` and `inputRef` are both set; send one: `input` inline, or `inputRef` naming an S3 object that holds it"
+    );
+}
+
+#[test]
+fn retry_is_a_boolean_of_a_request_only() {
+    let m = schema()
+        .decode(r#"{"v":1,"type":"request","key":{"pk":"a"},"set":"summary","retry":true}"#)
+        .unwrap();
+    assert!(matches!(m.command, Command::Request { retry: true, .. }));
+    let wrong = reason(
+        json!({"v": 1, "type": "request", "key": {"pk": "a"}, "set": "summary", "retry": "yes"}),
+    );
+    assert!(
+        wrong.contains("`retry`") || wrong.contains("boolean"),
+        "{wrong}"
+    );
+    assert_eq!(
+        reason(
+            json!({"v": 1, "type": "trigger", "key": {"pk": "a"}, "set": "summary", "retry": true})
+        ),
+        "field `retry` does not belong in a `trigger` message"
     );
 }

@@ -122,6 +122,8 @@ pub(super) struct Request {
     /// An S3 object that holds the input, for one too large for a message.
     #[serde(rename = "inputRef", default, deserialize_with = "input_ref")]
     pub(super) input_ref: Option<crate::value::ObjectRef>,
+    #[serde(default)]
+    pub(super) retry: bool,
 }
 
 /// `trigger` about an item: the item and the set (`*`: every set).

@@ -73,6 +73,7 @@ impl Metrics {
                 );
             }
             m.runs.know(set);
+            m.policies.know(set);
             at_zero(&m.oldest_run_seconds, &label);
         }
         for kind in DEAD_LETTER_KINDS {

@@ -131,5 +131,47 @@ pub fn note(metrics: &Metrics, set: &str, note: &Note) {
         Note::Offloaded { epoch } => {
             debug!(epoch, "the value is larger than offload_over; stored in S3")
         }
+        Note::ServedStale {
+            value_epoch,
+            age_ms,
+        } => {
+            let policies = &metrics.policies;
+            count(&policies.stale_answers);
+            policies
+                .stale_answer_age_seconds
+                .get_or_create(&Metrics::set(set))
+                .observe(*age_ms as f64 / 1000.0);
+            debug!(
+                value_epoch,
+                age_ms, "answered stale (serve_stale); processing goes on"
+            );
+        }
+        Note::FailureCached { epoch, failed_at } => {
+            count(&metrics.policies.failures_cached);
+            debug!(epoch, failed_at = ?failed_at, "answered with the recent failure (failure_ttl); no run");
+        }
+        Note::RefreshStarted { epoch } => {
+            metrics.policies.refresh(set, "started");
+            info!(
+                epoch,
+                "value older than refresh_after; refreshing in the background"
+            );
+        }
+        Note::Refreshed { epoch } => {
+            metrics.policies.refresh(set, "committed");
+            info!(epoch, "refresh committed a new value");
+        }
+        Note::RefreshFailed { error } => {
+            metrics.policies.refresh(set, "failed");
+            warn!(error = %error, "refresh failed; the current value stays until its ttl");
+        }
+        Note::RefreshLost { epoch, status } => {
+            metrics.policies.refresh(set, "lost");
+            info!(
+                epoch,
+                status = status.as_str(),
+                "refresh given up: another replica refreshes, or a trigger won"
+            );
+        }
     }
 }

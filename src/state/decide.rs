@@ -72,6 +72,12 @@ pub enum Decision {
     Unblock { write: Write },
     /// Delete the message; somebody else's event answers it.
     Leave(LeaveReason),
+    /// `failure_ttl`: the recorded failure is recent; answer with a
+    /// `failed` event from the item and delete, without a run.
+    AnswerFailed,
+    /// `refresh_after`: publish a `hit`, then perform `write` (the claim of
+    /// a background refresh of the value of `epoch`); if it holds, refresh.
+    Refresh { write: Write, epoch: i64 },
 }
 
 fn lease_expired(rec: &Cache, clock: &Clock) -> bool {

@@ -29,7 +29,10 @@
 //!   DESIGN §4), the only place where a claim, a park or a reset is decided;
 //! - `writes.rs`: the writes of the owner of a run (renew, commit, retry
 //!   later, fail, release), all fenced by owner and epoch, and what a
-//!   rejection of one of them means.
+//!   rejection of one of them means;
+//! - `policy.rs`: a set's cache policies (`serve_stale`, `failure_ttl`,
+//!   `refresh_after`) on top of the request's decision, and the fenced
+//!   writes of a background refresh.
 //!
 //! Every public item is re-exported here: callers write
 //! `state::decide_request`, `state::commit`, not the part it lives in.
@@ -37,6 +40,7 @@
 mod answers;
 mod decide;
 mod parked;
+mod policy;
 mod schedule;
 mod writes;
 
@@ -46,6 +50,10 @@ pub use decide::{
     decide_trigger_end, decide_trigger_start, trigger,
 };
 pub use parked::carry_parked;
+pub use policy::{
+    Policies, Stale, claim_refresh, commit_refresh, decide_with_policies, hold_refresh,
+    release_refresh, renew_refresh, stale_value,
+};
 pub use schedule::{KEEP_SCHEDULED, applied_epoch, resend_delay, scheduled};
 pub use writes::{
     Rejected, backoff, classify_rejection, commit, commit_ref, fail, owner, release, renew,
@@ -125,10 +133,23 @@ pub enum Field {
     /// sha256}`), stored instead of `value`: a commit sets one and removes
     /// the other.
     ValueRef,
+    /// The epoch the stored value was computed for (set by every commit):
+    /// after a trigger moved the epoch, the value is an earlier epoch's,
+    /// servable only as stale (`serve_stale`, state/policy.rs).
+    ValueEpoch,
+    /// When `FAILED` was recorded (epoch millis): `failure_ttl` answers
+    /// from the item until this plus the ttl.
+    FailedAt,
+    /// The request id of a background refresh of a `READY` value
+    /// (`refresh_after`); the status and the epoch stay as they are.
+    RefreshOwner,
+    /// Epoch millis; the refresh owner renews it, after it another hit may
+    /// start the refresh again.
+    RefreshLease,
 }
 
 impl Field {
-    pub const ALL: [Field; 17] = [
+    pub const ALL: [Field; 21] = [
         Field::Status,
         Field::Epoch,
         Field::RequestId,
@@ -146,6 +167,10 @@ impl Field {
         Field::AnswersOmitted,
         Field::Scheduled,
         Field::ValueRef,
+        Field::ValueEpoch,
+        Field::FailedAt,
+        Field::RefreshOwner,
+        Field::RefreshLease,
     ];
 
     /// The attribute name suffix, as in DESIGN §2.
@@ -168,6 +193,10 @@ impl Field {
             Field::AnswersOmitted => "answersOmitted",
             Field::Scheduled => "scheduled",
             Field::ValueRef => "valueRef",
+            Field::ValueEpoch => "valueEpoch",
+            Field::FailedAt => "failedAt",
+            Field::RefreshOwner => "refreshOwner",
+            Field::RefreshLease => "refreshLease",
         }
     }
 
@@ -249,6 +278,10 @@ pub struct Cache {
     pub scheduled: Option<Vec<String>>,
     /// The pointer to the value in S3, when it was offloaded.
     pub value_ref: Option<Json>,
+    pub value_epoch: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub refresh_owner: Option<String>,
+    pub refresh_lease: Option<i64>,
 }
 
 impl Cache {
@@ -287,6 +320,10 @@ impl Cache {
             Field::AnswersOmitted => n(&self.answers_omitted),
             Field::Scheduled => list(&self.scheduled),
             Field::ValueRef => self.value_ref.clone().map(Val::Json),
+            Field::ValueEpoch => n(&self.value_epoch),
+            Field::FailedAt => n(&self.failed_at),
+            Field::RefreshOwner => s(&self.refresh_owner),
+            Field::RefreshLease => n(&self.refresh_lease),
         }
     }
 
@@ -332,6 +369,10 @@ impl Cache {
                     _ => None,
                 }
             }
+            Field::ValueEpoch => self.value_epoch = n(val),
+            Field::FailedAt => self.failed_at = n(val),
+            Field::RefreshOwner => self.refresh_owner = s(val),
+            Field::RefreshLease => self.refresh_lease = n(val),
         }
     }
 

@@ -54,6 +54,12 @@ fn committing(rid: &str, epoch: i64, set: Field, json: Json, other: Field, now: 
             Op::Set(Field::ReadyAt, Val::Num(now)),
             Op::Remove(Field::LeaseUntil),
             Op::Remove(Field::Error),
+            // Which epoch the value is (a later trigger leaves it as an
+            // earlier epoch's: `serve_stale`); a fresh value needs no
+            // background refresh (`refresh_after`).
+            Op::Set(Field::ValueEpoch, Val::Num(epoch)),
+            Op::Remove(Field::RefreshOwner),
+            Op::Remove(Field::RefreshLease),
         ],
     }
 }

@@ -45,7 +45,11 @@ impl Worker {
         loop {
             if matches!(
                 effect,
-                Effect::Read | Effect::Write(_) | Effect::Commit { .. } | Effect::Run { .. }
+                Effect::Read
+                    | Effect::Write(_)
+                    | Effect::Commit { .. }
+                    | Effect::Run { .. }
+                    | Effect::Refresh { .. }
             ) && let Some(leader) = ex.leader.as_mut()
             {
                 // What the handler decides next holds for the requests
@@ -82,6 +86,7 @@ impl Worker {
                         set: ex.set.to_owned(),
                         rid,
                         epoch,
+                        refresh: false,
                     };
                     match self.run_processor(&ex, job, attempt, lease).await? {
                         Ran::Answered(result) => Input::Ran(result),
@@ -95,6 +100,32 @@ impl Worker {
                     self.store_value(ex.key, ex.set, &rid, epoch, &value)
                         .await?,
                 ),
+                Effect::Refresh { rid, epoch, input } => {
+                    // A background refresh: the same job, under the
+                    // renewals of the refresh lease (`refresh_after`).
+                    let job = Job {
+                        key: ex.key.to_json(),
+                        set: ex.set.to_owned(),
+                        epoch,
+                        request_id: rid.clone(),
+                        input,
+                        record: self.table.attrs.item_json(&item),
+                    };
+                    let lease = Lease {
+                        key: ex.key.clone(),
+                        set: ex.set.to_owned(),
+                        rid,
+                        epoch,
+                        refresh: true,
+                    };
+                    match self.run_processor(&ex, job, 1, lease).await? {
+                        Ran::Answered(result) => Input::Ran(result),
+                        Ran::Invalidated(now) => {
+                            item = now;
+                            Input::Invalidated(self.cache(&item, ex.set))
+                        }
+                    }
+                }
                 Effect::Commit { write, output } => {
                     self.commit(&ex, &write, &output, &mut item).await?
                 }
@@ -242,7 +273,12 @@ impl Worker {
         answer: &Answer,
         item: &Item,
     ) -> anyhow::Result<()> {
-        let coalesced = ex.leader.as_mut().map(|l| l.seal()).unwrap_or_default();
+        // A stale answer (`serve_stale`) comes before the request's own
+        // answer: it leaves the flight open and names no follower.
+        let coalesced = match (&answer.stale, ex.leader.as_mut()) {
+            (None, Some(leader)) => leader.seal(),
+            _ => vec![],
+        };
         // An offloaded value: read back only when the event has room for
         // it; a presigned URL when configured.
         let (mut fetched, mut url) = (None, None);
@@ -266,6 +302,7 @@ impl Worker {
             failed_message_id: answer.failed_message_id.as_deref(),
             answers: &answer.answers.ids,
             answers_omitted: answer.answers.omitted,
+            stale: answer.stale,
             ..CompletionEvent::new(answer.kind, ex.key, ex.set, answer.epoch)
         })
         .await

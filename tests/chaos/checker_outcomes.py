@@ -31,6 +31,7 @@ class OutcomeChecks:
                 distinct_kinds[e.get("event")] += 1
         committed: dict[tuple, set] = defaultdict(set)
         stale_events = 0
+        stale_answers = 0
         for e in self.events:
             kind = e.get("event")
             if kind not in ("ready", "hit"):
@@ -41,8 +42,17 @@ class OutcomeChecks:
             rec_epoch = record.get(f"{PREFIX}_{set_}_epoch")
             if e.get("truncated"):
                 continue
+            # serve_stale: a hit marked stale carries an earlier value; it
+            # must say which epoch that value is (never an unmarked one).
+            value_epoch = epoch
+            if e.get("stale") is True:
+                stale_answers += 1
+                value_epoch = e.get("valueEpoch")
+                if kind != "hit" or value_epoch is None or value_epoch > epoch:
+                    stale_events += 1
+                    self.fail("2 no stale data", {"stale answer": e})
             bad = (
-                value.get("epoch") != epoch
+                value.get("epoch") != value_epoch
                 or value.get("key") != key
                 or value.get("set") != set_
                 or (rec_epoch is not None and rec_epoch != epoch)
@@ -80,6 +90,7 @@ class OutcomeChecks:
             "distinct by kind": dict(distinct_kinds),
         }
         self.figures["READY values of an old epoch"] = {"in events": stale_events, "in the table": stale_table}
+        self.figures["stale answers, marked (serve_stale)"] = stale_answers
         self.figures["caches left PROCESSING or TRIGGERED"] = len(stuck)
         self.figures["items in the table"] = len(self.table)
         return committed

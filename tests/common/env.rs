@@ -203,6 +203,9 @@ impl Env {
                         answer_each_request: false,
                         compress: None,
                         offload_over: None,
+                        serve_stale: None,
+                        failure_ttl: None,
+                        refresh_after: None,
                     },
                 )
             })

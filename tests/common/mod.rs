@@ -16,6 +16,7 @@
 //! - `s3.rs`: a test's own bucket (offloaded values, `inputRef`s);
 //! - `proxy.rs`: a pass-through proxy to the emulator that can hold
 //!   requests, to stop a daemon at an exact step.
+//! - `policy.rs`: backdating an item's cache timestamps (cache policies).
 //!
 //! Each test binary compiles this module and uses only part of it, hence
 //! the allowances for what a binary leaves unused.
@@ -24,6 +25,7 @@
 mod emulator;
 mod env;
 mod observe;
+mod policy;
 mod process;
 mod processor;
 mod proxy;

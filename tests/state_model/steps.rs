@@ -18,6 +18,7 @@ impl World {
         let busy = self.workers[w].as_mut().expect("busy");
         let step = busy.handler.next(input, &clock);
         for note in &step.notes {
+            self.policy_note(w, note);
             match note {
                 Note::Adopted { .. } => self.adoptions += 1,
                 Note::Failed { error, .. } if error.starts_with("gave up") => self.gave_up += 1,
@@ -27,6 +28,9 @@ impl World {
                 } => self.trigger_end_claims += 1,
                 _ => {}
             }
+        }
+        if let Effect::Refresh { rid, epoch, .. } = &step.effect {
+            self.refresh_started(w, rid, *epoch);
         }
         if let Effect::Run { rid, epoch, .. } = &step.effect {
             self.run_started(w, rid.clone(), *epoch, &step.notes);
@@ -38,8 +42,9 @@ impl World {
 
     /// Invariants 1 and 5 when a processing run starts.
     pub(crate) fn run_started(&mut self, w: usize, rid: String, epoch: i64, notes: &[Note]) {
+        // (A READY past its ttl is recomputed in its epoch: `reclaimed`.)
         assert!(
-            !self.ready_epochs.contains(&epoch),
+            !self.ready_epochs.contains(&epoch) || self.policy_books.reclaimed.contains(&epoch),
             "a run started for epoch {epoch}, already READY"
         );
         let others: Vec<usize> = (0..WORKERS)
@@ -84,7 +89,7 @@ impl World {
             busy.read_by = busy.followers.len();
         }
         let input = match busy.effect.clone() {
-            Effect::Run { .. } => return,
+            Effect::Run { .. } | Effect::Refresh { .. } => return,
             Effect::Store { rid, epoch, value } => self.store_value(&rid, epoch, value),
             Effect::Read => Input::Read(self.store.clone()),
             Effect::Adopt { owner } => {
@@ -99,7 +104,9 @@ impl World {
             Effect::Write(write) | Effect::Commit { write, .. } => {
                 let commit = matches!(busy.effect, Effect::Commit { .. });
                 busy.running = None;
+                let before = self.store.clone();
                 if self.store.apply(&write) {
+                    self.check_policy_write(w, &before, &write, commit);
                     if commit {
                         self.ready_epochs.insert(self.store.epoch());
                     }
@@ -116,7 +123,12 @@ impl World {
                 }
             }
             Effect::Publish(answer) => {
-                busy.sealed = true;
+                // A stale answer comes before the request's own; it
+                // leaves the flight open (worker/execute.rs).
+                busy.sealed |= answer.stale.is_none();
+                let followers: Vec<String> =
+                    busy.followers.iter().map(|(_, rid)| rid.clone()).collect();
+                self.check_answer(&answer);
                 let kind = match answer.kind {
                     EventKind::Hit => "hit",
                     EventKind::Ready => "ready",
@@ -125,7 +137,7 @@ impl World {
                 };
                 // Its own request id, the coalesced ones, the listed ones.
                 let mut names = vec![answer.request_id.clone()];
-                names.extend(busy.followers.iter().map(|(_, rid)| rid.clone()));
+                names.extend(followers);
                 names.extend(answer.answers.ids.iter().cloned());
                 self.emit(kind, answer.epoch, names, answer.answers.omitted);
                 Input::Published
@@ -146,7 +158,7 @@ impl World {
         result: impl FnOnce(i64) -> Result<Output, ProcessError>,
     ) {
         if let Some(Busy {
-            effect: Effect::Run { epoch, .. },
+            effect: Effect::Run { epoch, .. } | Effect::Refresh { epoch, .. },
             ..
         }) = &self.workers[w]
         {
@@ -206,6 +218,7 @@ impl World {
                     self.workers[w].as_mut().expect("busy").running = None;
                     self.feed(w, Input::Invalidated(self.store.clone()));
                 }
+                self.renew_refresh(w);
             }
             Op::Answer(w) => self.answer(w, |epoch| {
                 Ok(Output {
@@ -253,7 +266,7 @@ impl World {
                     match &self.workers[w] {
                         None => break,
                         Some(Busy {
-                            effect: Effect::Run { .. },
+                            effect: Effect::Run { .. } | Effect::Refresh { .. },
                             ..
                         }) => self.run_op(Op::Answer(w)),
                         Some(_) => self.run_op(Op::Step(w)),

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 
 use triggered_cache::handler::{Effect, Handler, Policy, Subject};
-use triggered_cache::state::{self, Cache, Clock, Status};
+use triggered_cache::state::{self, Cache, Clock, Policies, Status};
 
 pub(crate) const LEASE: i64 = 3_000;
 pub(crate) const SKEW: i64 = 200;
@@ -152,6 +152,10 @@ pub(crate) struct World {
     pub(crate) second_copies: usize,
     /// The objects of offloaded values (issue 14).
     pub(crate) objects: super::offload::Bucket,
+    /// The set's cache policies and ttl (tests/state_model/policies.rs).
+    pub(crate) policies: Policies,
+    pub(crate) ttl: Option<i64>,
+    pub(crate) policy_books: super::policies::Books,
 }
 
 pub(crate) fn policy(answers: Option<usize>) -> Policy {
@@ -163,6 +167,7 @@ pub(crate) fn policy(answers: Option<usize>) -> Policy {
         max_rehandles: 10,
         answer_each_request: answers,
         offload: true,
+        policies: Default::default(),
     }
 }
 
@@ -187,6 +192,9 @@ impl World {
             resent: 0,
             second_copies: 0,
             objects: Default::default(),
+            policies: Policies::default(),
+            ttl: None,
+            policy_books: Default::default(),
         }
     }
 
@@ -195,7 +203,7 @@ impl World {
             now: self.now,
             lease: LEASE,
             skew: SKEW,
-            ttl: None,
+            ttl: self.ttl,
         }
     }
 
@@ -294,7 +302,13 @@ impl World {
                 return;
             }
         };
-        let handler = Handler::new(policy(self.answers), subject);
+        let policy = Policy {
+            policies: self.policies,
+            ..policy(self.answers)
+        };
+        // A new message with an earlier request's id is an explicit retry
+        // (a producer's retry, a redrive): `"retry": true`.
+        let handler = Handler::new(policy, subject).retrying(m.rid != m.id);
         let effect = handler.start();
         self.workers[w] = Some(Busy {
             msg,
