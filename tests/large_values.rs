@@ -266,6 +266,7 @@ fn daemon(env: &Env, bucket: &Bucket, endpoint: &str) -> Daemon {
         .env("TRIGGERED_CACHE__SQS__VISIBILITY_TIMEOUT", "2s")
         .env("TRIGGERED_CACHE__WORKER__HEARTBEAT_INTERVAL", "500ms")
         .env("TRIGGERED_CACHE__WORKER__LEASE_DURATION", "2s")
+        .env("TRIGGERED_CACHE__AWS__CALL_TIMEOUT", "1s")
         .env("SUMMARIZE_DELAY", "0");
     Daemon::spawn(cmd)
 }
