@@ -73,58 +73,30 @@ impl Worker {
                     attempt,
                     input,
                 } => {
-                    let job = Job {
-                        key: ex.key.to_json(),
-                        set: ex.set.to_owned(),
-                        epoch,
-                        request_id: rid.clone(),
-                        input,
-                        record: self.table.attrs.item_json(&item),
-                    };
-                    let lease = Lease {
-                        key: ex.key.clone(),
-                        set: ex.set.to_owned(),
+                    let run = Run {
                         rid,
                         epoch,
+                        attempt,
+                        input,
                         refresh: false,
                     };
-                    match self.run_processor(&ex, job, attempt, lease).await? {
-                        Ran::Answered(result) => Input::Ran(result),
-                        Ran::Invalidated(now) => {
-                            item = now;
-                            Input::Invalidated(self.cache(&item, ex.set))
-                        }
-                    }
+                    self.run(&ex, run, &mut item).await?
                 }
                 Effect::Store { rid, epoch, value } => Input::Stored(
                     self.store_value(ex.key, ex.set, &rid, epoch, &value)
                         .await?,
                 ),
+                // A background refresh (`refresh_after`): the same job,
+                // under the renewals of the refresh lease.
                 Effect::Refresh { rid, epoch, input } => {
-                    // A background refresh: the same job, under the
-                    // renewals of the refresh lease (`refresh_after`).
-                    let job = Job {
-                        key: ex.key.to_json(),
-                        set: ex.set.to_owned(),
-                        epoch,
-                        request_id: rid.clone(),
-                        input,
-                        record: self.table.attrs.item_json(&item),
-                    };
-                    let lease = Lease {
-                        key: ex.key.clone(),
-                        set: ex.set.to_owned(),
+                    let run = Run {
                         rid,
                         epoch,
+                        attempt: 1,
+                        input,
                         refresh: true,
                     };
-                    match self.run_processor(&ex, job, 1, lease).await? {
-                        Ran::Answered(result) => Input::Ran(result),
-                        Ran::Invalidated(now) => {
-                            item = now;
-                            Input::Invalidated(self.cache(&item, ex.set))
-                        }
-                    }
+                    self.run(&ex, run, &mut item).await?
                 }
                 Effect::Commit { write, output } => {
                     self.commit(&ex, &write, &output, &mut item).await?
@@ -163,6 +135,35 @@ impl Worker {
         } else {
             Input::Rejected(rec)
         })
+    }
+
+    /// The processor's job for `run` on the item as last read, run under
+    /// its lease; the outcome as the handler's input.
+    async fn run(&self, ex: &Execution<'_>, run: Run, item: &mut Item) -> anyhow::Result<Input> {
+        let job = Job {
+            key: ex.key.to_json(),
+            set: ex.set.to_owned(),
+            epoch: run.epoch,
+            request_id: run.rid.clone(),
+            input: run.input,
+            record: self.table.attrs.item_json(item),
+        };
+        let lease = Lease {
+            key: ex.key.clone(),
+            set: ex.set.to_owned(),
+            rid: run.rid,
+            epoch: run.epoch,
+            refresh: run.refresh,
+        };
+        Ok(
+            match self.run_processor(ex, job, run.attempt, lease).await? {
+                Ran::Answered(result) => Input::Ran(result),
+                Ran::Invalidated(now) => {
+                    *item = now;
+                    Input::Invalidated(self.cache(item, ex.set))
+                }
+            },
+        )
     }
 
     /// Runs the processor under the message's heartbeat, which renews the
@@ -310,6 +311,15 @@ impl Worker {
 }
 
 /// How a processor run ended.
+/// A processing run or a background refresh to carry out.
+struct Run {
+    rid: String,
+    epoch: i64,
+    attempt: i64,
+    input: Option<serde_json::Value>,
+    refresh: bool,
+}
+
 enum Ran {
     Answered(Result<Output, ProcessError>),
     /// A lease renewal was rejected; the item as it is now.
