@@ -68,8 +68,12 @@ pub enum Note {
     ServedStale { value_epoch: i64, age_ms: i64 },
     /// `failure_ttl`: answered with the failure recorded at `failed_at`.
     FailureCached { epoch: i64, failed_at: Option<i64> },
-    /// `refresh_after`: this request refreshes the value of `epoch`.
-    RefreshStarted { epoch: i64 },
+    /// `refresh_after`: this request refreshes the value of `epoch`;
+    /// `took_over` names the refresher whose lease had lapsed.
+    RefreshStarted {
+        epoch: i64,
+        took_over: Option<String>,
+    },
     /// The refresh committed a new value of the same epoch.
     Refreshed { epoch: i64 },
     /// The refresh failed; the current value stays until its ttl.

@@ -35,9 +35,11 @@ pub(super) enum Refresh {
     Answering {
         write: Write,
         epoch: i64,
+        took_over: Option<String>,
     },
     Claiming {
         epoch: i64,
+        took_over: Option<String>,
     },
     Running {
         epoch: i64,
@@ -120,19 +122,33 @@ impl Handler {
             value: rec.value.clone(),
             ..self.answer(EventKind::Hit, epoch)
         };
-        self.phase = Phase::Refresh(Refresh::Answering { write, epoch });
+        // A refresh owner other than this request: its lease lapsed
+        // (`refresh_due` claims nothing else).
+        let took_over = rec.refresh_owner.clone().filter(|o| *o != self.rid);
+        self.phase = Phase::Refresh(Refresh::Answering {
+            write,
+            epoch,
+            took_over,
+        });
         Effect::Publish(answer)
     }
 
     pub(super) fn refresh_step(&mut self, step: Refresh, input: Input, clock: &Clock) -> Effect {
         let rid = self.rid.clone();
         match (step, input) {
-            (Refresh::Answering { write, epoch }, Input::Published) => {
-                self.phase = Phase::Refresh(Refresh::Claiming { epoch });
+            (
+                Refresh::Answering {
+                    write,
+                    epoch,
+                    took_over,
+                },
+                Input::Published,
+            ) => {
+                self.phase = Phase::Refresh(Refresh::Claiming { epoch, took_over });
                 Effect::Write(write)
             }
-            (Refresh::Claiming { epoch }, Input::Applied(_)) => {
-                self.notes.push(Note::RefreshStarted { epoch });
+            (Refresh::Claiming { epoch, took_over }, Input::Applied(_)) => {
+                self.notes.push(Note::RefreshStarted { epoch, took_over });
                 self.phase = Phase::Refresh(Refresh::Running { epoch });
                 let input = match &self.subject {
                     Subject::Request { input, .. } => input.clone(),

@@ -253,3 +253,31 @@ fn a_failed_refresh_keeps_the_value() {
     );
     assert_eq!(store.refresh_lease, Some(NOW + 3_000));
 }
+
+#[test]
+fn a_refresh_whose_refresher_lease_lapsed_is_taken_over_and_says_so() {
+    let mut store = ready(60_000);
+    // A refresher that died: its lease ended past the skew.
+    store.refresh_owner = Some("r-dead".into());
+    store.refresh_lease = Some(NOW - 1_000);
+    let mut h = Handler::new(policy(all()), request("r1"));
+    let hit = step(&mut h, &mut store, &Effect::Read);
+    let claim = step(&mut h, &mut store, &hit.effect);
+    let refresh = step(&mut h, &mut store, &claim.effect);
+    assert!(matches!(refresh.effect, Effect::Refresh { epoch: 1, .. }));
+    assert_eq!(store.refresh_owner.as_deref(), Some("r1"));
+    assert!(refresh.notes.contains(&Note::RefreshStarted {
+        epoch: 1,
+        took_over: Some("r-dead".into()),
+    }));
+
+    // Its own redelivery claims again, and takes over nobody.
+    let mut again = Handler::new(policy(all()), request("r1"));
+    let hit = step(&mut again, &mut store, &Effect::Read);
+    let claim = step(&mut again, &mut store, &hit.effect);
+    let refresh = step(&mut again, &mut store, &claim.effect);
+    assert!(refresh.notes.contains(&Note::RefreshStarted {
+        epoch: 1,
+        took_over: None,
+    }));
+}

@@ -150,8 +150,14 @@ pub fn note(metrics: &Metrics, set: &str, note: &Note) {
             count(&metrics.policies.failures_cached);
             debug!(epoch, failed_at = ?failed_at, "answered with the recent failure (failure_ttl); no run");
         }
-        Note::RefreshStarted { epoch } => {
+        Note::RefreshStarted { epoch, took_over } => {
             metrics.policies.refresh(set, "started");
+            if let Some(previous_owner) = took_over {
+                warn!(
+                    previous_owner,
+                    "refresh takeover: the refresher's lease had lapsed"
+                );
+            }
             info!(
                 epoch,
                 "value older than refresh_after; refreshing in the background"
