@@ -62,9 +62,8 @@ class OutcomeChecks:
                 self.fail("2 no stale data", {"event": e})
             if kind == "ready" and value.get("run"):
                 committed[(key, set_, epoch)].add(value["run"])
-        for gkey, runs in committed.items():
-            if len(runs) > 1:
-                self.fail("2 no stale data", {"two different READY values for one epoch": [gkey, sorted(runs)]})
+        # At most one committed value per generation of an epoch: checked
+        # with the runs' log (checker_runs.py, check_generations).
         stale_table = 0
         stuck = []
         for item in self.table:

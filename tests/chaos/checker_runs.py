@@ -4,6 +4,15 @@ taken over) and invariant 5 (no run after its epoch's result was committed;
 every ready event a kill caught between commit and publish is published
 later with the same eventId, or superseded by a trigger).
 
+An epoch whose value was committed may be computed again, legitimately: a
+background refresh (`refresh_after`) or a claim after the ttl keeps the
+epoch. The processor logs such a run with `gen`, the readyAt of the value it
+replaces, so the runs are checked per generation (key, set, epoch, gen):
+the first computation of an epoch is generation None. Within a generation
+the invariants are the same; a refresh and a claim after the ttl have
+leases of their own, so they may overlap each other (the claim fences the
+refresh's commit) but not themselves.
+
 A mixin of Check: it uses its logs, runlog, kills, events, proxy, meta,
 figures and fail().
 """
@@ -20,10 +29,11 @@ class RunChecks:
     """Invariants 1 and 5, from runs.jsonl, kills.jsonl and the daemons' logs."""
 
     def takeovers(self) -> set[tuple[str, str, str]]:
-        """(key, set, new owner) of every logged takeover."""
+        """(key, set, new owner) of every logged takeover (of a run's lease
+        or of a refresh's)."""
         out = set()
         for l in self.logs:
-            if "lease takeover" in str(l.get("message", "")):
+            if "takeover: " in str(l.get("message", "")):
                 span = l.get("span") or {}
                 out.add((span_key(l), span.get("set", ""), span.get("request_id", "")))
         return out
@@ -33,7 +43,7 @@ class RunChecks:
         for r in self.runlog:
             cur = by_id.setdefault(r["run"], {"run": r["run"]})
             if r["ev"] == "start":
-                cur.update({k: r.get(k) for k in ("key", "set", "epoch", "rid", "worker", "attempts")})
+                cur.update({k: r.get(k) for k in ("key", "set", "epoch", "rid", "worker", "attempts", "gen", "refresh")})
                 cur["start"] = r["t"]
             else:
                 cur["end"] = r["t"]
@@ -46,13 +56,14 @@ class RunChecks:
         outcomes = Counter(r.get("outcome", "no end recorded") for r in runs)
         groups: dict[tuple, list] = defaultdict(list)
         for r in runs:
-            groups[(r["key"], r["set"], r["epoch"])].append(r)
+            groups[(r["key"], r["set"], r["epoch"], r.get("gen"))].append(r)
+        self.check_generations(committed, groups)
         sizes = Counter(len(g) for g in groups.values())
         why_more = Counter()
         overlaps_after_takeover = 0
         for gkey, g in groups.items():
             g.sort(key=lambda r: r["start"])
-            committed_runs = committed.get(gkey, set())
+            committed_runs = committed.get(gkey[:3], set())
             for i, r in enumerate(g):
                 if "end" not in r:
                     self.fail("1 one processor", {"run without an end record": r})
@@ -60,7 +71,8 @@ class RunChecks:
                     continue
                 earlier = g[:i]
                 for p in earlier:
-                    if p.get("end", math.inf) > r["start"]:
+                    kinds_apart = bool(p.get("refresh")) != bool(r.get("refresh"))
+                    if p.get("end", math.inf) > r["start"] and not kinds_apart:
                         if (r["key"], r["set"], r["rid"]) in takeovers and p["rid"] != r["rid"]:
                             overlaps_after_takeover += 1
                         else:
@@ -92,16 +104,35 @@ class RunChecks:
             for _, d in edges:
                 now += d
                 max_at_once = max(max_at_once, now)
+        recomputes = [r for r in runs if r.get("gen") is not None]
         self.figures["processing runs"] = {
             "total": len(runs),
             "by outcome": dict(outcomes),
-            "(key, set, epoch) groups": len(groups),
+            "recomputes of a committed epoch": {
+                "background refreshes (refresh_after)": sum(1 for r in recomputes if r.get("refresh")),
+                "claims after the ttl": sum(1 for r in recomputes if not r.get("refresh")),
+            },
+            "(key, set, epoch, generation) groups": len(groups),
             "groups by number of runs": dict(sorted(sizes.items())),
             "max runs in one group": max(sizes) if sizes else 0,
             "max runs of one group in progress at once (1 unless after a takeover)": max_at_once,
             "further runs, and what came before them": dict(why_more.most_common()),
             "overlapping runs after a takeover": overlaps_after_takeover,
         }
+
+    def check_generations(self, committed: dict[tuple, set], groups: dict[tuple, list]) -> None:
+        """Invariant 2 per generation: of the committed values of one epoch,
+        at most one per generation (the first computation, then one per
+        refresh or claim after the ttl, each replacing the one before)."""
+        gen_of = {r["run"]: gkey for gkey, g in groups.items() for r in g}
+        for ekey, runs in committed.items():
+            per_gen = Counter(gen_of.get(run, ekey + (None,)) for run in runs)
+            for gkey, n in per_gen.items():
+                if n > 1:
+                    self.fail("2 no stale data", {
+                        "two different READY values for one generation of an epoch":
+                        [gkey, sorted(r for r in runs if gen_of.get(r, ekey + (None,)) == gkey)],
+                    })
 
     def check_kills(self) -> None:
         why = Counter(k["why"] for k in self.kills)

@@ -8,9 +8,13 @@ it, so the checker can tell which run's result was committed.
 
 Every run appends two JSON lines to $CHAOS_RUN_LOG (one write each, O_APPEND,
 so concurrent runs of several workers never interleave within a line):
-  {"ev": "start", "run", "key", "set", "epoch", "rid", "worker", "attempts", "t"}
+  {"ev": "start", "run", "key", "set", "epoch", "rid", "worker", "attempts",
+   "gen", "refresh", "t"}
   {"ev": "end",   "run", ..., "outcome", "t"}
-with outcome one of
+where gen is null for a run that computes its epoch's first value, and for
+a recompute of a committed epoch (a refresh, or a claim after the ttl) the
+readyAt of the value it replaces; refresh is true for a background refresh.
+The outcome is one of
   ok          answered a value
   permanent   failed for good on purpose (keys starting with "poison#")
   retryable   failed with exit 75 on purpose (CHAOS_RETRYABLE_RATE)
@@ -42,6 +46,12 @@ RETRYABLE_RATE = float(os.environ.get("CHAOS_RETRYABLE_RATE", "0"))
 key = job.get("key") or {}
 pk = str(key.get("pk", ""))
 prefix = f"triggeredCache_{job.get('set')}_"
+record = job.get("record") or {}
+# A recompute: the item already holds a committed value of this very epoch
+# (a background refresh, `refresh_after`, finds it READY; a claim after the
+# ttl keeps the epoch). Its runs form a generation of their own, named by
+# the readyAt of the value they replace (tests/chaos/checker_runs.py).
+recompute = record.get(prefix + "valueEpoch") == job.get("epoch") and job.get("epoch") is not None
 base = {
     "run": f"{WORKER}.{os.getpid()}.{time.time_ns() % 10**12}",  # A's pid
     "key": pk,
@@ -49,7 +59,9 @@ base = {
     "epoch": job.get("epoch"),
     "rid": job.get("requestId"),
     "worker": WORKER,
-    "attempts": (job.get("record") or {}).get(prefix + "attempts"),
+    "attempts": record.get(prefix + "attempts"),
+    "gen": record.get(prefix + "readyAt") if recompute else None,
+    "refresh": record.get(prefix + "status") == "READY",
 }
 
 
