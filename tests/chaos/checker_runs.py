@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 
-from checker_runfiles import pk_of, span_key
+from checker_runfiles import at_ms, pk_of, span_key
 
 
 class RunChecks:
@@ -61,6 +61,7 @@ class RunChecks:
         sizes = Counter(len(g) for g in groups.values())
         why_more = Counter()
         overlaps_after_takeover = 0
+        refresh_claim_overlaps = 0
         for gkey, g in groups.items():
             g.sort(key=lambda r: r["start"])
             committed_runs = committed.get(gkey[:3], set())
@@ -72,7 +73,9 @@ class RunChecks:
                 earlier = g[:i]
                 for p in earlier:
                     kinds_apart = bool(p.get("refresh")) != bool(r.get("refresh"))
-                    if p.get("end", math.inf) > r["start"] and not kinds_apart:
+                    if p.get("end", math.inf) > r["start"] and kinds_apart:
+                        refresh_claim_overlaps += 1
+                    elif p.get("end", math.inf) > r["start"]:
                         if (r["key"], r["set"], r["rid"]) in takeovers and p["rid"] != r["rid"]:
                             overlaps_after_takeover += 1
                         else:
@@ -92,10 +95,15 @@ class RunChecks:
                         "ok": "a result that was not committed",
                     }.get(prev.get("outcome"), "an overlap")
                 why_more[f"after {why} ({same})"] += 1
-        # Invariant 1 as a figure: the most runs of one (key, set, epoch)
-        # in progress at the same moment (1 unless a lease was taken over).
+        # Invariant 1 as a figure: the most runs of one (key, set, epoch,
+        # generation) and kind in progress at the same moment (1 unless a
+        # lease was taken over).
         max_at_once = 0
-        for g in groups.values():
+        by_kind = defaultdict(list)
+        for gkey, g in groups.items():
+            for r in g:
+                by_kind[gkey + (bool(r.get("refresh")),)].append(r)
+        for g in by_kind.values():
             edges = sorted(
                 [(r["start"], 1) for r in g] + [(r.get("end", math.inf), -1) for r in g],
                 key=lambda e: (e[0], e[1]),
@@ -118,6 +126,7 @@ class RunChecks:
             "max runs of one group in progress at once (1 unless after a takeover)": max_at_once,
             "further runs, and what came before them": dict(why_more.most_common()),
             "overlapping runs after a takeover": overlaps_after_takeover,
+            "a refresh overlapping a claim after the ttl (the claim fences it)": refresh_claim_overlaps,
         }
 
     def check_generations(self, committed: dict[tuple, set], groups: dict[tuple, list]) -> None:
@@ -141,6 +150,8 @@ class RunChecks:
             a for a in self.proxy.get("abandoned", []) if a.get("event") == "ready"
         ]
         event_ids = {e.get("eventId") for e in self.events}
+        # The start of every recompute of a committed epoch, by run.
+        recomputes = {r["run"]: r["start"] for r in self.runs() if r.get("gen") is not None}
         republished = [a for a in abandoned if a.get("eventId") in event_ids]
         superseded = []
         for a in abandoned:
@@ -158,7 +169,18 @@ class RunChecks:
                 and e.get("event") in ("hit", "ready", "failed")
                 and (e.get("epoch") or 0) > epoch
             ]
-            if later:
+            # Or the value was recomputed in the same epoch before the
+            # redelivery (a refresh, or a claim after the ttl): the
+            # redelivery answers with the newer value, and re-publishing
+            # the replaced one would announce a value no longer cached.
+            later_value = [
+                e for e in self.events
+                if pk_of(e.get("key")) == key and e.get("set") == set_
+                and e.get("event") in ("hit", "ready") and e.get("epoch") == epoch
+                and at_ms(e.get("at")) >= a.get("held_at", 0) * 1000
+                and recomputes.get((e.get("value") or {}).get("run"), -1) >= a.get("held_at", 0)
+            ]
+            if later or later_value:
                 superseded.append(a)
             else:
                 self.fail("5 idempotent retries", {"ready event lost after a kill between commit and publish": a})
@@ -169,6 +191,6 @@ class RunChecks:
             "runs in progress at a kill": sum(len(k.get("open_runs", [])) for k in self.kills),
             "ready events caught between commit and publish (held, never sent)": len(abandoned),
             "of those, published later with the same eventId": len(republished),
-            "of those, superseded by a trigger before the redelivery (answered in a later epoch)": len(superseded),
+            "of those, superseded before the redelivery (a trigger, or a recompute of the epoch)": len(superseded),
             "worker processes started": sum((self.meta.get("incarnations") or {}).values()),
         }
