@@ -56,9 +56,15 @@ async fn a_hundred_concurrent_requests_in_one_process_share_one_claim_and_one_ru
     assert!(coalesced > 0);
     let evs = env.events.lock().unwrap().clone();
     let ready = evs.iter().find(|e| e["event"] == "ready").unwrap();
-    assert_eq!(
-        ready["coalesced"].as_array().map(|a| a.len()).unwrap_or(0) as u64,
-        coalesced
+    // Each coalesced request is named once; a message redelivered under
+    // heavy load (its visibility ran out before the run ended) coalesces
+    // again and is counted again, so the metric may exceed the names by at
+    // most the redeliveries.
+    let names = ready["coalesced"].as_array().map(|a| a.len()).unwrap_or(0) as u64;
+    let redeliveries = received - 100;
+    assert!(
+        names <= coalesced && coalesced <= names + redeliveries,
+        "{names} coalesced names, metric {coalesced}, {redeliveries} redeliveries"
     );
     w.stop();
 }
