@@ -223,7 +223,7 @@ pub fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(e) => return config_failure(&e),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime(cfg.worker.threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -246,6 +246,23 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The async runtime of `worker.threads`: one thread by default. On one
+/// thread a message's steps never hand off between threads, which saves a
+/// wake-up (a context switch) per step: about 20% of the CPU per message
+/// in the benchmark (docs/PERFORMANCE.md).
+fn runtime(threads: u32) -> std::io::Result<tokio::runtime::Runtime> {
+    match threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Runtime::new(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n as usize)
+            .enable_all()
+            .build(),
     }
 }
 

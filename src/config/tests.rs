@@ -102,6 +102,7 @@ fn bad_values_are_refused_with_the_key() {
             "[worker]\nlease_duration = \"soon\"",
             "worker.lease_duration",
         ),
+        ("[worker]\nthreads = 2000", "worker.threads"),
         ("[sqs]\nqueue_urll = \"x\"", "sqs.queue_urll"),
         ("[nonsense]\nx = 1", "nonsense"),
         (

@@ -171,6 +171,15 @@ impl Config {
         if w.max_rehandles == 0 {
             bad("worker.max_rehandles", "must be at least 1".into());
         }
+        if w.threads > 1024 {
+            bad(
+                "worker.threads",
+                format!(
+                    "is {}, must be at most 1024 (0 is one per CPU core)",
+                    w.threads
+                ),
+            );
+        }
         if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err()
         {
             bad(
