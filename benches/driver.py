@@ -17,7 +17,8 @@ its /metrics has it; the report says which source each figure came from.
 
 Measured per mode, for the daemon and beside it the raw-SDK floor
 (benches/floor.rs): AWS calls per message by operation, CPU per message
-(utime+stime of the process, delta over the measured run), peak RSS
+(utime+stime of the process, delta over the measured run), context switches
+per message (all threads, /proc/PID/task/*/status), peak RSS
 (VmHWM), messages/s, p50/p99 send->event latency, processing runs per key.
 --check asserts correctness only (every request answered, one run per key,
 nothing dead-lettered) and exits 1 otherwise; it never asserts timings.
@@ -93,6 +94,7 @@ class Bench:
                 if w["answered"] < w["sent"]:
                     self.failures.append(f"{mode}/{kind}: warm-up answered {w['answered']} of {w['sent']}")
             proxy0, cpu0 = self.proxy.counts(), sum(load.cpu_seconds(s.pid) for s in subjects)
+            ctx0 = sum(load.context_switches(s.pid) for s in subjects)
             calls0, source = self.calls(subjects)
             samples: list[tuple[float, int]] = []
             stop = threading.Event()
@@ -104,6 +106,7 @@ class Bench:
             stop.set()
             calls1, _ = self.calls(subjects)
             cpu1 = sum(load.cpu_seconds(s.pid) for s in subjects)
+            ctx1 = sum(load.context_switches(s.pid) for s in subjects)
             proxy1 = self.proxy.counts()
             hwm = max(load.status_kib(s.pid, "VmHWM") for s in subjects)
             dlq = lo.dead_lettered()
@@ -118,6 +121,7 @@ class Bench:
                    calls_per_msg=by_op, calls_total_per_msg=sum(by_op.values()),
                    proxy_calls_per_msg=sum((proxy1 - proxy0).values()) / n,
                    cpu_us_per_msg=(cpu1 - cpu0) * 1e6 / n, peak_rss_mb=hwm / 1024,
+                   ctx_switches_per_msg=(ctx1 - ctx0) / n,
                    msgs_per_s=r["answered"] / r["seconds"], keys=len(set(keys) | set(warm)),
                    runs=sum(runs.values()), max_runs_per_key=max(runs.values(), default=0),
                    dead_lettered=dlq)
@@ -128,7 +132,8 @@ class Bench:
         (self.out / "results.json").write_text(json.dumps(self.results, indent=1))
         log(f"{mode}/{kind}: {r['answered']}/{r['sent']} answered in {r['seconds']:.1f}s, "
             f"{res['calls_total_per_msg']:.2f} calls/msg ({source}), "
-            f"{res['cpu_us_per_msg']:.0f} us CPU/msg, {res['runs']} runs")
+            f"{res['cpu_us_per_msg']:.0f} us CPU/msg, "
+            f"{res['ctx_switches_per_msg']:.2f} context switches/msg, {res['runs']} runs")
         return res
 
     def sample(self, pid: int, samples: list, stop: threading.Event) -> None:
@@ -190,11 +195,12 @@ def report(results: list[dict], a) -> None:
       + ", ".join(sorted({f"{r['subject']}: {r['source']}" for r in results})))
     floor = {r["mode"]: r for r in results if r["subject"] == "floor"}
     head = f"{'mode':5} {'subject':7} {'window':>6} {'answered':>11} {'msgs/s':>7} {'calls/msg':>9} " \
-           f"{'CPU us/msg':>10} {'RSS MB':>6} {'p50 ms':>7} {'p99 ms':>7} {'runs/key':>8}"
+           f"{'CPU us/msg':>10} {'ctxsw/msg':>9} {'RSS MB':>6} {'p50 ms':>7} {'p99 ms':>7} {'runs/key':>8}"
     p(head)
     for r in results:
         p(f"{r['mode']:5} {r['subject']:7} {r['window']:>6} {r['answered']:>5}/{r['sent']:<5} {r['msgs_per_s']:7.0f} "
-          f"{r['calls_total_per_msg']:9.2f} {r['cpu_us_per_msg']:10.0f} {r['peak_rss_mb']:6.1f} "
+          f"{r['calls_total_per_msg']:9.2f} {r['cpu_us_per_msg']:10.0f} {r['ctx_switches_per_msg']:9.2f} "
+          f"{r['peak_rss_mb']:6.1f} "
           f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['runs_per_key']:8.2f}")
     for r in results:
         ops = "  ".join(f"{op} {v:.3f}" for op, v in r["calls_per_msg"].items())

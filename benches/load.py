@@ -56,6 +56,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary and involuntary context switches of all the process's
+    threads: each is a sleep and a wake-up, which on a virtual machine costs
+    much of the CPU an SDK call takes."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            with open(task / "status") as f:
+                for line in f:
+                    if "ctxt_switches:" in line:
+                        total += int(line.split()[1])
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return total
+
+
 def status_kib(pid: int, key: str) -> int:
     """A line of /proc/PID/status in KiB, e.g. VmHWM (peak RSS) or VmRSS."""
     with open(f"/proc/{pid}/status") as f:
@@ -138,7 +154,10 @@ class Subject:
                  wid: str, concurrency: int, pollers: int, work_ms: float):
         self.kind, self.wid = kind, wid
         self.run_log = out / "runs.jsonl"
-        env = dict(env)
+        # The provisioned names, plus the caller's own settings of the
+        # process (TRIGGERED_CACHE__*, TOKIO_*, PATH, ...): an A/B run can
+        # set them in the environment of the driver.
+        env = {**os.environ, **env}
         env.update({
             "TRIGGERED_CACHE__AWS__ENDPOINT_URL": endpoint,
             "BENCH_RUN_LOG": str(self.run_log),
