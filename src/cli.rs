@@ -251,8 +251,9 @@ pub fn main() -> ExitCode {
 
 /// The async runtime of `worker.threads`: one thread by default. On one
 /// thread a message's steps never hand off between threads, which saves a
-/// wake-up (a context switch) per step: about 20% of the CPU per message
-/// in the benchmark (docs/PERFORMANCE.md).
+/// wake-up (a context switch) per step: a third of the CPU per message in
+/// the benchmark (docs/PERFORMANCE.md). A program that embeds the worker
+/// builds its own runtime.
 fn runtime(threads: u32) -> std::io::Result<tokio::runtime::Runtime> {
     match threads {
         1 => tokio::runtime::Builder::new_current_thread()

@@ -176,7 +176,9 @@ pub struct WorkerConfig {
     /// Threads of the async runtime: 1 runs everything on one thread,
     /// which costs the least CPU per message (no hand-offs between
     /// threads); more for a process whose own work outgrows a core; 0 is
-    /// one per CPU core. Processors run as their own processes either way.
+    /// one per CPU core. `command` and `http` processors run outside the
+    /// process either way. Read by the binary; a program that embeds the
+    /// worker builds its own runtime.
     pub threads: u32,
 }
 
