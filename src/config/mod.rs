@@ -170,6 +170,8 @@ pub fn valid_set_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
+mod fixture;
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]

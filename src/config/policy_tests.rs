@@ -1,27 +1,12 @@
 //! The cache policies' keys: off by default, read like any duration, and a
 //! bad value refused with its full key (exit 2 in `run` and `config check`).
 
-use std::io::Write;
 use std::time::Duration;
 
 use super::*;
 
-const MINIMAL: &str = r#"
-[sqs]
-queue_url = "http://q"
-dlq_url = "http://dlq"
-[dynamodb]
-table = "t"
-[sns]
-topic_arn = "arn:aws:sns:us-east-1:123456789012:t"
-[sets.invoice]
-processor = { kind = "http", url = "http://p/x" }
-"#;
-
-fn load(extra: &str) -> Result<Config, ConfigError> {
-    let mut f = tempfile::NamedTempFile::new().unwrap();
-    f.write_all(format!("{MINIMAL}{extra}").as_bytes()).unwrap();
-    Config::load_from(Some(f.path()), std::iter::empty()).map(|v| v.into_parts().0)
+fn load(extra: &str) -> Result<Config, String> {
+    super::fixture::load(extra, &[])
 }
 
 #[test]

@@ -170,30 +170,8 @@ pub fn default_max_message_bytes() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
-    const MINIMAL: &str = r#"
-[sqs]
-queue_url = "http://q"
-dlq_url = "http://dlq"
-[dynamodb]
-table = "t"
-[sns]
-topic_arn = "arn:aws:sns:us-east-1:123456789012:t"
-[sets.invoice]
-processor = { kind = "http", url = "http://p/x" }
-"#;
-
-    fn load(extra: &str, env: &[(&str, &str)]) -> Result<super::super::Config, String> {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(format!("{MINIMAL}{extra}").as_bytes()).unwrap();
-        super::super::Config::load_from(
-            Some(f.path()),
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-        )
-        .map(|v| v.into_parts().0)
-        .map_err(|e| e.to_string())
-    }
+    use super::super::fixture::load;
 
     #[test]
     fn three_lines_offload_a_set_and_compression_is_per_set() {
