@@ -48,18 +48,7 @@ fn all() -> Policies {
 
 /// Feeds the outcome of `effect` against `store`, as DynamoDB would.
 fn step(h: &mut Handler, store: &mut Cache, effect: &Effect) -> Step {
-    let input = match effect {
-        Effect::Read => Input::Read(store.clone()),
-        Effect::Write(w) | Effect::Commit { write: w, .. } => {
-            if store.apply(w) {
-                Input::Applied(store.clone())
-            } else {
-                Input::Rejected(store.clone())
-            }
-        }
-        Effect::Publish(_) => Input::Published,
-        other => panic!("step: {other:?}"),
-    };
+    let input = super::tests::outcome(store, effect);
     let mut next = h.next(input, &clock());
     if let Effect::Adopt { .. } = next.effect {
         // The item's owner is not among this flight's requests.

@@ -39,9 +39,10 @@ fn request(rid: &str) -> Subject {
     }
 }
 
-/// Feeds `input`, applying a write's effect to `store` as DynamoDB would.
-fn apply(h: &mut Handler, store: &mut Cache, effect: &Effect) -> Step {
-    let input = match effect {
+/// What DynamoDB (or SNS) answers to `effect` on `store`, a write applied
+/// as a conditional write would be.
+pub(super) fn outcome(store: &mut Cache, effect: &Effect) -> Input {
+    match effect {
         Effect::Read => Input::Read(store.clone()),
         Effect::Write(w) | Effect::Commit { write: w, .. } => {
             if store.apply(w) {
@@ -51,8 +52,13 @@ fn apply(h: &mut Handler, store: &mut Cache, effect: &Effect) -> Step {
             }
         }
         Effect::Publish(_) => Input::Published,
-        other => panic!("apply: {other:?}"),
-    };
+        other => panic!("outcome: {other:?}"),
+    }
+}
+
+/// Feeds the outcome of `effect` on `store` to the handler.
+fn apply(h: &mut Handler, store: &mut Cache, effect: &Effect) -> Step {
+    let input = outcome(store, effect);
     h.next(input, &clock())
 }
 
