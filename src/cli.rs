@@ -400,7 +400,12 @@ fn bodies(cfg: &Config, cmd: SendCmd) -> anyhow::Result<Vec<Json>> {
         }
         Ok(body)
     };
-    let flow = |id: String| Map::from_iter([("triggerId".to_owned(), json!(id))]);
+    // A flow's start or end: its trigger id, and when it is due.
+    let flow = |kind: &str, target: &Target, id: String, when: When| {
+        let mut extra = Map::from_iter([("triggerId".to_owned(), json!(id))]);
+        extra.extend(when.fields());
+        body(kind, target, extra)
+    };
     Ok(match cmd {
         SendCmd::Request {
             target,
@@ -422,19 +427,11 @@ fn bodies(cfg: &Config, cmd: SendCmd) -> anyhow::Result<Vec<Json>> {
             target,
             trigger_id,
             when,
-        } => {
-            let mut extra = flow(trigger_id);
-            extra.extend(when.fields());
-            vec![body("trigger_start", &target, extra)?]
-        }
+        } => vec![flow("trigger_start", &target, trigger_id, when)?],
         SendCmd::TriggerEnd {
             target,
             trigger_id,
             when,
-        } => {
-            let mut extra = flow(trigger_id);
-            extra.extend(when.fields());
-            vec![body("trigger_end", &target, extra)?]
-        }
+        } => vec![flow("trigger_end", &target, trigger_id, when)?],
     })
 }
