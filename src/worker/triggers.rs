@@ -159,11 +159,7 @@ impl Worker {
                             status: rec.status().as_str(),
                         }
                         .emit(&self.metrics);
-                        self.publish_event(CompletionEvent {
-                            item: Some(&new),
-                            ..CompletionEvent::new(EventKind::Reset, key, set, rec.epoch())
-                        })
-                        .await?;
+                        self.publish_reset(key, set, rec.epoch(), &new).await?;
                     }
                     return Ok(Disposition::Delete);
                 }
@@ -190,6 +186,18 @@ impl Worker {
             epoch,
         }
         .emit(&self.metrics);
+        self.publish_reset(key, set, epoch, item).await
+    }
+
+    /// The `reset` event of a trigger that moved `set` of `key` to `epoch`,
+    /// with the item as written.
+    async fn publish_reset(
+        &self,
+        key: &Key,
+        set: &str,
+        epoch: i64,
+        item: &Item,
+    ) -> anyhow::Result<()> {
         self.publish_event(CompletionEvent {
             item: Some(item),
             ..CompletionEvent::new(EventKind::Reset, key, set, epoch)
@@ -234,11 +242,7 @@ impl Worker {
                         epoch: rec.epoch(),
                     }
                     .emit(&self.metrics);
-                    self.publish_event(CompletionEvent {
-                        item: Some(&new),
-                        ..CompletionEvent::new(EventKind::Reset, key, set, rec.epoch())
-                    })
-                    .await?;
+                    self.publish_reset(key, set, rec.epoch(), &new).await?;
                     return Ok(Disposition::Delete);
                 }
                 // Only a schedule's write can be refused by another
