@@ -295,7 +295,11 @@ impl Worker {
             }
             Command::TriggerStart { set, trigger_id } => {
                 span.record("set", set.as_str());
-                self.trigger_start(&key, &set, &trigger_id, schedule).await
+                // Recorded by its schedule's id, or by its own message's:
+                // a redelivery is then recognised even after later flows
+                // of the cache have ended.
+                let once = schedule.unwrap_or(msg.message_id.as_str());
+                self.trigger_start(&key, &set, &trigger_id, once).await
             }
             Command::TriggerEnd { set, trigger_id } => {
                 span.record("set", set.as_str());

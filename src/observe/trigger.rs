@@ -22,8 +22,6 @@ pub enum TriggerEvent<'a> {
     },
     /// A redelivered `trigger_start` whose flow runs or ended already.
     FlowAlreadyStarted { trigger_id: &'a str },
-    /// A `trigger_start` whose flow ended while it was being written.
-    FlowEndedMeanwhile { trigger_id: &'a str },
     /// A cache of `set` was reset because an entity it depends on was
     /// triggered.
     DependentReset { set: &'a str },
@@ -41,8 +39,9 @@ pub enum TriggerEvent<'a> {
         delay_secs: u64,
     },
     /// A second copy of a scheduled trigger that took effect already (a
-    /// crash between the re-send and the delete): its `reset` event is
-    /// published again (same epoch, same eventId), nothing else.
+    /// crash between the re-send and the delete), or a redelivered
+    /// `trigger_start` (`schedule_id` is then its MessageId): its `reset`
+    /// event is published again (same epoch, same eventId), nothing else.
     ScheduleAlreadyApplied {
         set: &'a str,
         schedule_id: &'a str,
@@ -76,10 +75,6 @@ impl TriggerEvent<'_> {
                 trigger_id,
                 "trigger flow already running or already ended (redelivered trigger_start); nothing to do"
             ),
-            TriggerEvent::FlowEndedMeanwhile { trigger_id } => info!(
-                trigger_id,
-                "trigger flow ended meanwhile (late or redelivered trigger_start); nothing to do"
-            ),
             TriggerEvent::DependentReset { set } => Metrics::inc(&metrics.dependency_resets, set),
             TriggerEvent::DependencyTriggered { entity, caches } => info!(
                 entity,
@@ -109,7 +104,7 @@ impl TriggerEvent<'_> {
                 set,
                 schedule_id,
                 epoch,
-                "scheduled trigger took effect already (a second copy); re-publishing its reset"
+                "trigger took effect already (a redelivered trigger_start, or a second copy of a schedule); re-publishing its reset"
             ),
             TriggerEvent::ParkedCarried { set, request_id } => info!(
                 set,

@@ -20,6 +20,12 @@
 //! died before publishing it ([`applied_epoch`]). A trigger end needs no
 //! id: the flow it ends records itself as ended (`endedTriggerId`), and a
 //! second copy is decided as a redelivery of that end.
+//!
+//! Every `trigger_start` is recorded the same way, by its schedule's id or
+//! else its own MessageId: `endedTriggerId` remembers only the last flow
+//! that ended, so a start redelivered after a newer flow had also ended
+//! would otherwise start its flow again and block the cache until the
+//! deadline (found by the chaos run).
 
 use std::time::Duration;
 
@@ -69,7 +75,9 @@ pub fn scheduled(rec: &Cache, id: &str, mut write: Write) -> Write {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Clock, decide_trigger};
+    use crate::state::{
+        Clock, Decision, Status, decide_trigger, decide_trigger_end, decide_trigger_start,
+    };
 
     #[test]
     fn a_message_not_due_is_held_at_most_the_maximum() {
@@ -107,5 +115,33 @@ mod tests {
         assert_eq!(rec.scheduled.as_ref().unwrap().len(), KEEP_SCHEDULED);
         assert_eq!(applied_epoch(&rec, "x39"), Some(rec.epoch()));
         assert_eq!(applied_epoch(&rec, "s1"), None);
+    }
+
+    /// The chaos run's case: a worker died after starting flow A (message
+    /// m1) and before deleting m1; flows A and B both ended before m1 came
+    /// back. By its flow id alone m1 would start A again (only B is
+    /// remembered as ended); by its message id it is known as applied.
+    #[test]
+    fn a_trigger_start_redelivered_after_later_flows_ended_is_known_by_its_message() {
+        let clock = Clock {
+            now: 0,
+            lease: 1,
+            skew: 0,
+            ttl: None,
+        };
+        let mut rec = Cache::default();
+        let flow = |rec: &mut Cache, id: &str, message: &str| {
+            let start = decide_trigger_start(rec, id, 60_000).expect("a new flow starts");
+            assert!(rec.apply(&scheduled(rec, message, start)));
+            let Decision::Unblock { write } = decide_trigger_end(rec, id, "end", &clock) else {
+                panic!("the end of {id} unblocks")
+            };
+            assert!(rec.apply(&write));
+        };
+        flow(&mut rec, "A", "m1");
+        flow(&mut rec, "B", "m2");
+        assert_eq!(rec.status(), Status::Stale);
+        assert!(decide_trigger_start(&rec, "A", 60_000).is_some());
+        assert_eq!(applied_epoch(&rec, "m1"), Some(1));
     }
 }

@@ -169,9 +169,10 @@ impl Worker {
         Ok(Disposition::RetryAfter(error_backoff(1)))
     }
 
-    /// A second copy of a scheduled trigger: its `reset` event again (the
-    /// same epoch, so the same eventId), in case the first copy's worker
-    /// died before publishing it.
+    /// A second copy of a scheduled trigger, or a redelivered
+    /// `trigger_start`: its `reset` event again (the same epoch, so the
+    /// same eventId), in case the first copy's worker died before
+    /// publishing it.
     async fn republish_reset(
         &self,
         key: &Key,
@@ -205,34 +206,32 @@ impl Worker {
         .await
     }
 
-    /// `trigger_start`: reset and hold reprocessing until the flow ends
-    /// (as `schedule`, if it is a scheduled trigger's: once).
+    /// `trigger_start`: reset and hold reprocessing until the flow ends,
+    /// once: the start is recorded as `once` (its schedule's id, or its
+    /// message's), like a scheduled trigger, so that a redelivery after the
+    /// flow and later ones ended re-publishes the reset and starts nothing.
     pub(super) async fn trigger_start(
         &self,
         key: &Key,
         set: &str,
         trigger_id: &str,
-        schedule: Option<&str>,
+        once: &str,
     ) -> anyhow::Result<Disposition> {
         let set_cfg = &self.cfg.sets[set];
         let mut item = self.table.get(key).await?;
         for _ in 0..self.cfg.worker.max_rehandles {
             let rec = self.table.attrs.cache(&item, set);
-            if let Some(id) = schedule
-                && let Some(epoch) = state::applied_epoch(&rec, id)
-            {
-                self.republish_reset(key, set, epoch, schedule, &item)
+            if let Some(epoch) = state::applied_epoch(&rec, once) {
+                self.republish_reset(key, set, epoch, Some(once), &item)
                     .await?;
                 return Ok(Disposition::Delete);
             }
             let deadline = now_millis() + set_cfg.trigger_timeout.as_millis() as i64;
-            let Some(mut write) = state::decide_trigger_start(&rec, trigger_id, deadline) else {
+            let Some(write) = state::decide_trigger_start(&rec, trigger_id, deadline) else {
                 TriggerEvent::FlowAlreadyStarted { trigger_id }.emit(&self.metrics);
                 return Ok(Disposition::Delete);
             };
-            if let Some(id) = schedule {
-                write = state::scheduled(&rec, id, write);
-            }
+            let write = state::scheduled(&rec, once, write);
             match self.table.update(key, &[(set, &write)]).await? {
                 Updated::Applied(new) => {
                     let rec = self.table.attrs.cache(&new, set);
@@ -245,13 +244,9 @@ impl Worker {
                     self.publish_reset(key, set, rec.epoch(), &new).await?;
                     return Ok(Disposition::Delete);
                 }
-                // Only a schedule's write can be refused by another
-                // schedule taking effect meanwhile: decide again.
-                Updated::Rejected(now) if schedule.is_some() => item = now,
-                Updated::Rejected(_) => {
-                    TriggerEvent::FlowEndedMeanwhile { trigger_id }.emit(&self.metrics);
-                    return Ok(Disposition::Delete);
-                }
+                // Another trigger took effect, or the flow ended, since
+                // the read: decide again on the item as it is now.
+                Updated::Rejected(now) => item = now,
             }
         }
         Ok(Disposition::RetryAfter(error_backoff(1)))

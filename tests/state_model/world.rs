@@ -144,6 +144,9 @@ pub(crate) struct World {
     pub(crate) answers: Option<usize>,
     /// How many times each schedule took effect (at most once).
     pub(crate) schedules: BTreeMap<String, usize>,
+    /// How often each trigger_start message started its flow: at most once,
+    /// however often it is redelivered.
+    pub(crate) starts: BTreeMap<String, usize>,
     /// Parked requests a trigger sent back, scheduled copies sent again
     /// and copies that found their schedule applied: the paths the
     /// interleavings must reach.
@@ -188,6 +191,7 @@ impl World {
             next_id: 0,
             answers,
             schedules: BTreeMap::new(),
+            starts: BTreeMap::new(),
             carried: 0,
             resent: 0,
             second_copies: 0,
@@ -237,8 +241,10 @@ impl World {
     }
 
     /// A trigger or trigger_start message: read and write in one step, as
-    /// its writes are unconditional (or hold while the flow runs).
-    pub(crate) fn apply_trigger(&mut self, kind: &Kind) {
+    /// its writes are unconditional (or hold while the flow runs). A start
+    /// is recorded by its message id `id`, as the worker does, so its
+    /// redelivery only re-publishes the reset.
+    pub(crate) fn apply_trigger(&mut self, kind: &Kind, id: &str) {
         let before = self.store.clone();
         match kind {
             Kind::Trigger => {
@@ -250,10 +256,18 @@ impl World {
                 );
             }
             Kind::Start(t) => {
+                if let Some(epoch) = state::applied_epoch(&self.store, id) {
+                    self.emit("reset", epoch, vec![], 0);
+                    return;
+                }
                 if let Some(w) =
                     state::decide_trigger_start(&self.store, &format!("t{t}"), self.now + DEADLINE)
                 {
+                    let w = state::scheduled(&self.store, id, w);
                     assert!(self.store.apply(&w));
+                    let n = self.starts.entry(id.to_owned()).or_default();
+                    *n += 1;
+                    assert_eq!(*n, 1, "trigger_start {id} started its flow again");
                 }
             }
             _ => unreachable!(),
@@ -297,8 +311,16 @@ impl World {
                 return;
             }
             k @ (Kind::Trigger | Kind::Start(_)) => {
-                self.apply_trigger(&k.clone());
-                self.msgs[msg].state = MsgState::Done;
+                self.apply_trigger(&k.clone(), &m.id);
+                // A worker that dies after the write and before the delete
+                // leaves a start to be redelivered, maybe after its flow
+                // (and later ones) ended.
+                let redelivered = crash && matches!(k, Kind::Start(_));
+                self.msgs[msg].state = if redelivered {
+                    MsgState::Pending
+                } else {
+                    MsgState::Done
+                };
                 return;
             }
         };
