@@ -97,15 +97,15 @@ impl Heartbeat {
         }
     }
 
-    /// Beats until dropped (the pool aborts it when the message settles).
-    pub async fn run(self: Arc<Self>, beats: Arc<Beats>, receipt: String) {
+    /// Beats until dropped (the pool drops it when the handling ends).
+    pub async fn run(&self, beats: &Beats, receipt: &str) -> std::convert::Infallible {
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::now() + beats.period, beats.period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let visible = beats.queue.set_visibility(&receipt, beats.visibility);
-            let renew = self.renew(&beats);
+            let visible = beats.queue.set_visibility(receipt, beats.visibility);
+            let renew = self.renew(beats);
             let (visible, ()) = tokio::join!(visible, renew);
             if let Err(error) = visible {
                 PoolEvent::VisibilityExtendFailed { error: &error }.emit(&beats.metrics);

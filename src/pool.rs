@@ -286,15 +286,19 @@ async fn handle_one<H: Handle>(
         receive_count = msg.receive_count,
     );
     crate::telemetry::adopt_parent(&span, &msg.attributes);
-    let keeper = AbortOnDrop(tokio::spawn(
-        beat.clone()
-            .run(pool.beats.clone(), msg.receipt.clone())
-            .instrument(span.clone()),
-    ));
-    let outcome = AssertUnwindSafe(pool.handler.handle(&msg, &beat).instrument(span.clone()))
-        .catch_unwind()
-        .await;
-    drop(keeper);
+    // The heartbeat beats beside the handling in this same task, not in a
+    // task of its own: no second spawn and abort per message, and it ends
+    // with the handling, however that ends.
+    let outcome = AssertUnwindSafe(async {
+        tokio::select! {
+            biased;
+            disposition = pool.handler.handle(&msg, &beat) => disposition,
+            never = beat.run(&pool.beats, &msg.receipt) => match never {},
+        }
+    })
+    .catch_unwind()
+    .instrument(span.clone())
+    .await;
     // A run that panicked still holds its lease: give it up now.
     beat.release(&pool.beats.table, &pool.metrics)
         .instrument(span.clone())
@@ -324,15 +328,6 @@ struct PollerAlive(Arc<crate::health::Health>);
 impl Drop for PollerAlive {
     fn drop(&mut self) {
         self.0.poller_stopped();
-    }
-}
-
-/// Aborts a helper task when its owner ends, even by cancellation.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
