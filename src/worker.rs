@@ -231,7 +231,7 @@ impl Worker {
         }
         // A scheduled trigger: held back until due, then handled once.
         let schedule = match &envelope.schedule {
-            Some(schedule) => match self.hold_until_due(msg, schedule).await {
+            Some(schedule) => match Box::pin(self.hold_until_due(msg, schedule)).await {
                 Ok(true) => return Disposition::Delete,
                 Ok(false) => Some(schedule::schedule_id(msg)),
                 Err(e) => return self.after_error(&e, msg),
@@ -243,14 +243,12 @@ impl Worker {
             Decoded::Message(m) => m,
             Decoded::Dependency(entity) => {
                 span.record("key", entity.as_str());
-                return self
-                    .trigger_dependency(&entity, schedule)
+                return Box::pin(self.trigger_dependency(&entity, schedule))
                     .await
                     .unwrap_or_else(|e| self.after_error(&e, msg));
             }
             Decoded::Stream(triggers) => {
-                return self
-                    .stream(triggers)
+                return Box::pin(self.stream(triggers))
                     .await
                     .unwrap_or_else(|e| self.after_error(&e, msg));
             }
@@ -267,7 +265,7 @@ impl Worker {
             } => {
                 let input = match input_ref {
                     None => input,
-                    Some(r) => match self.fetch_input(&r).await {
+                    Some(r) => match Box::pin(self.fetch_input(&r)).await {
                         Ok(Ok(input)) => Some(input),
                         Ok(Err(bad)) => return self.malformed(bad),
                         Err(e) => return self.after_error(&e, msg),
@@ -291,7 +289,7 @@ impl Worker {
                         SetSelector::All => "*",
                     },
                 );
-                self.trigger(&key, sets, schedule).await
+                Box::pin(self.trigger(&key, sets, schedule)).await
             }
             Command::TriggerStart { set, trigger_id } => {
                 span.record("set", set.as_str());
@@ -299,7 +297,7 @@ impl Worker {
                 // a redelivery is then recognised even after later flows
                 // of the cache have ended.
                 let once = schedule.unwrap_or(msg.message_id.as_str());
-                self.trigger_start(&key, &set, &trigger_id, once).await
+                Box::pin(self.trigger_start(&key, &set, &trigger_id, once)).await
             }
             Command::TriggerEnd { set, trigger_id } => {
                 span.record("set", set.as_str());
@@ -314,7 +312,7 @@ impl Worker {
                     leader: None,
                     beat,
                 };
-                self.execute(self.handler(&set, subject), ex).await
+                Box::pin(self.execute(self.handler(&set, subject), ex)).await
             }
         };
         result.unwrap_or_else(|e| self.after_error(&e, msg))
@@ -381,10 +379,8 @@ impl Worker {
             leader: Some(&mut leader),
             beat,
         };
-        match self
-            .execute(self.handler(set, subject).retrying(retry), ex)
-            .await
-        {
+        // Boxed: a follower waiting above holds only what it needs to wait.
+        match Box::pin(self.execute(self.handler(set, subject).retrying(retry), ex)).await {
             Ok(d) => {
                 // With answer_each_request, a leader that left its answer
                 // to another run or parked listed only itself: the others
@@ -427,7 +423,9 @@ impl Worker {
 }
 
 impl Handle for Worker {
-    async fn handle(&self, msg: &Received, beat: &Heartbeat) -> Disposition {
-        self.handle_message(msg, beat).await
+    // The future itself, not an `async fn` awaiting it: that wrapper would
+    // hold it twice over and double every in-flight message's task.
+    fn handle(&self, msg: &Received, beat: &Heartbeat) -> impl Future<Output = Disposition> + Send {
+        self.handle_message(msg, beat)
     }
 }

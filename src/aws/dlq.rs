@@ -4,6 +4,7 @@
 //! deletes. The daemon's own use of the DLQ (dead-lettering with a reason)
 //! is in [`super::queue`].
 
+use crate::aws::OnHeap;
 use std::collections::HashMap;
 
 use aws_sdk_sqs::Client;
@@ -65,6 +66,7 @@ impl Dlq {
             .queue_url(&self.url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
             .send()
+            .on_heap()
             .await
             .map_err(|e| self.error("GetQueueAttributes", QueueFailure::call(e)))?;
         Ok(out
@@ -87,6 +89,7 @@ impl Dlq {
             .wait_time_seconds(1)
             .message_attribute_names("All")
             .send()
+            .on_heap()
             .await
             .map_err(|e| self.error("ReceiveMessage", QueueFailure::call(e)))?;
         Ok(resp
@@ -117,6 +120,7 @@ impl Dlq {
                 .queue_url(&self.url)
                 .set_entries(Some(visibility_entries(changes)))
                 .send()
+                .on_heap()
                 .await
             {
                 Ok(out) => stuck += out.failed.len(),
@@ -135,6 +139,7 @@ impl Dlq {
                 .queue_url(&self.url)
                 .set_entries(Some(delete_entries(chunk)))
                 .send()
+                .on_heap()
                 .await
                 .map_err(|e| self.error("DeleteMessageBatch", QueueFailure::call(e)))?;
             if let Some(f) = out.failed.first() {

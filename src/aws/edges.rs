@@ -21,6 +21,7 @@
 //! **after** it. A trigger of an entity during the run moves the epoch, so
 //! the run's commit fails and it recomputes.
 
+use crate::aws::OnHeap;
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::Client;
@@ -148,6 +149,7 @@ impl Dependencies {
                     .batch_write_item()
                     .request_items(&self.table, pending.clone())
                     .send()
+                    .on_heap()
                     .await
                     .map_err(|e| self.call_error("BatchWriteItem", e))?;
                 pending = out

@@ -38,6 +38,22 @@ pub mod s3;
 pub mod table;
 pub mod topic;
 
+/// An SDK call's future kept on the heap while it runs.
+///
+/// The SDK's futures are large (kilobytes each, its orchestrator inline),
+/// and an `async fn` that awaits one inline is as large as the largest it
+/// awaits: the per-message future that once reached every call site grew to
+/// 34 KB, allocated and copied for each message even when the message made
+/// none of those calls (a hit makes its calls through the batchers). Boxed,
+/// a call costs one small allocation when it is made, and nothing otherwise.
+pub(crate) trait OnHeap: Future + Sized {
+    fn on_heap(self) -> std::pin::Pin<Box<Self>> {
+        Box::pin(self)
+    }
+}
+
+impl<F: Future> OnHeap for F {}
+
 use crate::item::Attrs;
 
 pub use error::{error_message, failed_service};

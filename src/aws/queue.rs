@@ -2,6 +2,7 @@
 //! changes, and dead-lettering with a reason; the readiness ping and queue
 //! depths (`probe`), and the CLI's batch sends (`send`).
 
+use crate::aws::OnHeap;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -132,6 +133,7 @@ impl Queue {
                         .queue_url(&url)
                         .set_entries(Some(entries))
                         .send()
+                        .on_heap()
                         .await;
                     per_entry(n, res.map(|o| o.failed).map_err(QueueFailure::call))
                 }
@@ -151,6 +153,7 @@ impl Queue {
                         .queue_url(&url)
                         .set_entries(Some(entries))
                         .send()
+                        .on_heap()
                         .await;
                     per_entry(n, res.map(|o| o.failed).map_err(QueueFailure::call))
                 }
@@ -209,6 +212,7 @@ impl Queue {
             .customize()
             .config_override(self.long_poll_timeout(wait))
             .send()
+            .on_heap()
             .await
             .map_err(|e| self.error("ReceiveMessage", &self.url, QueueFailure::call(e)))?;
         Ok(out
@@ -295,6 +299,7 @@ impl Queue {
             .message_body(body)
             .set_message_attributes((!attributes.is_empty()).then_some(attributes))
             .send()
+            .on_heap()
             .await
             .map_err(|e| self.error("SendMessage", &self.dlq_url, QueueFailure::call(e)))?;
         self.delete(&msg.receipt).await

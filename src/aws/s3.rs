@@ -12,6 +12,7 @@
 //! Addressing is path-style when an endpoint is configured (the local
 //! emulators serve buckets as paths), virtual-hosted against AWS.
 
+use crate::aws::OnHeap;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -106,6 +107,7 @@ impl Bucket {
             .content_type("application/json")
             .body(ByteStream::from(body))
             .send()
+            .on_heap()
             .instrument(span)
             .await
             .map(|_| ())
@@ -131,6 +133,7 @@ impl Bucket {
             .key(key)
             .tagging(tagging)
             .send()
+            .on_heap()
             .await
             .map(|_| ())
             .map_err(|e| self.error("PutObjectTagging", key, e))
@@ -146,6 +149,7 @@ impl Bucket {
             .bucket(&self.bucket)
             .key(key)
             .send()
+            .on_heap()
             .instrument(span)
             .await
             .map_err(|e| self.error("GetObject", key, e))?;
@@ -166,6 +170,7 @@ impl Bucket {
             .bucket(&self.bucket)
             .key(key)
             .send()
+            .on_heap()
             .await
             .map(|_| ())
             .map_err(|e| self.error("DeleteObject", key, e))
@@ -184,6 +189,7 @@ impl Bucket {
                 .prefix(prefix)
                 .set_continuation_token(token)
                 .send()
+                .on_heap()
                 .await
                 .map_err(|e| self.error("ListObjectsV2", prefix, e))?;
             keys.extend(
@@ -214,6 +220,7 @@ impl Bucket {
             .bucket(&self.bucket)
             .key(key)
             .presigned(config)
+            .on_heap()
             .await
             .map_err(|e| self.error("GetObject", key, e))?;
         Ok(req.uri().to_owned())

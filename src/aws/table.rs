@@ -6,6 +6,7 @@
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), so the caller decides
 //! again without a second read.
 
+use crate::aws::OnHeap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::error::SdkError;
@@ -84,6 +85,7 @@ impl Table {
             .describe_table()
             .table_name(&self.name)
             .send()
+            .on_heap()
             .await
             .map(|_| ())
             .map_err(|e| self.call_error("DescribeTable", e))
@@ -148,7 +150,7 @@ impl Table {
         }
         let span =
             tracing::info_span!("dynamodb.UpdateItem", otel.kind = "client", table = %self.name);
-        match req.send().instrument(span).await {
+        match req.send().on_heap().instrument(span).await {
             Ok(out) => Ok(Updated::Applied(out.attributes.unwrap_or_default())),
             Err(SdkError::ServiceError(se)) => match se.into_err() {
                 UpdateItemError::ConditionalCheckFailedException(e) => {

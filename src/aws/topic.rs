@@ -2,6 +2,7 @@
 //! (batched: `batch.rs`), and the readiness ping. What an event says is
 //! [`crate::events`]'s business; this module only carries it.
 
+use crate::aws::OnHeap;
 use aws_sdk_sns::Client;
 use tracing::Instrument;
 
@@ -74,6 +75,7 @@ impl Topic {
             .get_topic_attributes()
             .topic_arn(&self.arn)
             .send()
+            .on_heap()
             .await
             .map(|_| ())
             .map_err(|e| self.error("GetTopicAttributes", e.into()))
@@ -172,6 +174,7 @@ async fn publish_one(client: &Client, arn: &str, entry: Entry) -> Result<(), Fai
         req = req.message_group_id(group).message_deduplication_id(dedup);
     }
     req.send()
+        .on_heap()
         .await
         .map(|_| ())
         .map_err(|e| Failed("Publish", Box::new(e.into())))

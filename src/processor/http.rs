@@ -6,6 +6,7 @@
 //! connection pool) serves every set; the URL comes only from the
 //! configuration, never from a message.
 
+use crate::aws::OnHeap;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -93,6 +94,7 @@ impl Processor for HttpProcessor {
             .headers(trace_headers())
             .json(job)
             .send()
+            .on_heap()
             .await
             .map_err(|e| {
                 ProcessError::Retryable(format!("POST {} failed: {}", self.url, without_url(&e)))

@@ -80,11 +80,10 @@ impl Worker {
                         input,
                         refresh: false,
                     };
-                    self.run(&ex, run, &mut item).await?
+                    Box::pin(self.run(&ex, run, &mut item)).await?
                 }
                 Effect::Store { rid, epoch, value } => Input::Stored(
-                    self.store_value(ex.key, ex.set, &rid, epoch, &value)
-                        .await?,
+                    Box::pin(self.store_value(ex.key, ex.set, &rid, epoch, &value)).await?,
                 ),
                 // A background refresh (`refresh_after`): the same job,
                 // under the renewals of the refresh lease.
@@ -96,10 +95,10 @@ impl Worker {
                         input,
                         refresh: true,
                     };
-                    self.run(&ex, run, &mut item).await?
+                    Box::pin(self.run(&ex, run, &mut item)).await?
                 }
                 Effect::Commit { write, output } => {
-                    self.commit(&ex, &write, &output, &mut item).await?
+                    Box::pin(self.commit(&ex, &write, &output, &mut item)).await?
                 }
                 Effect::Publish(answer) => {
                     self.publish(&mut ex, &answer, &item).await?;
@@ -282,16 +281,10 @@ impl Worker {
         };
         // An offloaded value: read back only when the event has room for
         // it; a presigned URL when configured.
-        let (mut fetched, mut url) = (None, None);
-        if let Some(r) = &answer.value_ref {
-            if answer.value.is_none() {
-                if answer.kind == crate::config::EventKind::Ready {
-                    self.tag_committed(r).await;
-                }
-                fetched = self.fetch_value(r).await?;
-            }
-            url = self.value_url(r).await;
-        }
+        let (fetched, url) = match &answer.value_ref {
+            Some(r) => Box::pin(self.offloaded(r, answer)).await?,
+            None => (None, None),
+        };
         self.publish_event(CompletionEvent {
             request_id: Some(&answer.request_id),
             item: Some(item),
@@ -307,6 +300,25 @@ impl Worker {
             ..CompletionEvent::new(answer.kind, ex.key, ex.set, answer.epoch)
         })
         .await
+    }
+
+    /// What an event about an offloaded value carries: the value, read
+    /// back when the event has room for it, and a presigned URL when
+    /// configured. Kept apart (and boxed by its caller) so that the S3
+    /// calls do not enlarge every message's future.
+    async fn offloaded(
+        &self,
+        r: &serde_json::Value,
+        answer: &Answer,
+    ) -> anyhow::Result<(Option<serde_json::Value>, Option<String>)> {
+        let mut fetched = None;
+        if answer.value.is_none() {
+            if answer.kind == crate::config::EventKind::Ready {
+                self.tag_committed(r).await;
+            }
+            fetched = self.fetch_value(r).await?;
+        }
+        Ok((fetched, self.value_url(r).await))
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the readiness probe and the queue gauges ask SQS: one
 //! `GetQueueAttributes` per queue, which is also the readiness ping.
 
+use crate::aws::OnHeap;
 use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -59,6 +60,7 @@ impl Queue {
             .queue_url(url)
             .set_attribute_names(Some(names))
             .send()
+            .on_heap()
             .await
             .map_err(|e| self.error("GetQueueAttributes", url, QueueFailure::call(e)))
     }

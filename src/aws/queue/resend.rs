@@ -2,6 +2,7 @@
 //! copy that is not due yet (held back by `DelaySeconds`), and a request
 //! that was parked behind a flow a trigger resets (`state/parked.rs`).
 
+use crate::aws::OnHeap;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
@@ -41,6 +42,7 @@ impl Queue {
             .delay_seconds(secs)
             .set_message_attributes(attribute.map(|a| [(SCHEDULE_ID_ATTR.to_owned(), a)].into()))
             .send()
+            .on_heap()
             .await
             .map_err(|e| QueueError {
                 op: "SendMessage",

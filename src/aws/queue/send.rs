@@ -1,6 +1,7 @@
 //! Sending to a queue by URL in batches: the CLI's `send` and `dlq
 //! redrive`. The daemon itself never sends to the request queue.
 
+use crate::aws::OnHeap;
 use std::collections::HashMap;
 
 use aws_sdk_sqs::Client;
@@ -62,6 +63,7 @@ impl Sender {
             .queue_url(&self.url)
             .set_entries(Some(entries))
             .send()
+            .on_heap()
             .await
             .map_err(|e| QueueError {
                 op: "SendMessageBatch",

@@ -15,6 +15,7 @@
 //!   backoff; those still left after [`TRIES`] calls fail as
 //!   [`TableError::Unprocessed`], the others get their items.
 
+use crate::aws::OnHeap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,6 +162,7 @@ async fn get_item(client: &Client, table: &str, key: &Key) -> Result<Item, Failu
         .set_key(Some(key.to_item()))
         .consistent_read(true)
         .send()
+        .on_heap()
         .await
         .map_err(|e| Failure::Call("GetItem", Arc::new(e.into())))?;
     Ok(out.item.unwrap_or_default())
@@ -180,6 +182,7 @@ async fn batch_get_item(
         .batch_get_item()
         .request_items(table, ask)
         .send()
+        .on_heap()
         .await
         .map_err(|e| Failure::Call("BatchGetItem", Arc::new(e.into())))?;
     let found = out

@@ -10,6 +10,7 @@
 //! backoff, and each caller gets its own entry's outcome, so a message is
 //! deleted only after its own event was accepted.
 
+use crate::aws::OnHeap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -190,6 +191,7 @@ pub async fn publish_batch(
         .topic_arn(arn)
         .set_publish_batch_request_entries(Some(request))
         .send()
+        .on_heap()
         .await?;
     let mut outcomes: Vec<Option<Outcome>> = (0..n).map(|_| None).collect();
     for ok in out.successful.unwrap_or_default() {
