@@ -33,6 +33,8 @@ use crate::health::Health;
 use crate::heartbeat::{Beats, Heartbeat};
 use crate::metrics::Metrics;
 
+#[cfg(test)]
+mod size_tests;
 mod slots;
 use crate::observe::PoolEvent;
 

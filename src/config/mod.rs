@@ -170,7 +170,7 @@ pub fn valid_set_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 #[cfg(test)]
 mod tests;
 
