@@ -4,7 +4,6 @@
 //! deletes. The daemon's own use of the DLQ (dead-lettering with a reason)
 //! is in [`super::queue`].
 
-use crate::aws::OnHeap;
 use std::collections::HashMap;
 
 use aws_sdk_sqs::Client;
@@ -13,6 +12,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 use super::queue::{
     ATTR_KIND, ATTR_KIND_BEFORE, QueueError, QueueFailure, delete_entries, visibility_entries,
 };
+use crate::aws::OnHeap;
 
 /// One dead-lettered message.
 #[derive(Clone, Debug)]

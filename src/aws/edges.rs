@@ -21,7 +21,6 @@
 //! **after** it. A trigger of an entity during the run moves the epoch, so
 //! the run's commit fails and it recomputes.
 
-use crate::aws::OnHeap;
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::Client;
@@ -29,6 +28,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use serde_json::Value as Json;
 
 use super::error::TableError;
+use crate::aws::OnHeap;
 use crate::item::{Item, Key, KeyValue, to_av, to_json};
 
 /// The dependency table.

@@ -38,7 +38,8 @@ pub mod s3;
 pub mod table;
 pub mod topic;
 
-/// An SDK call's future kept on the heap while it runs.
+/// A call's future kept on the heap while it runs: every AWS SDK call, and
+/// the HTTP processor's request.
 ///
 /// The SDK's futures are large (kilobytes each, its orchestrator inline),
 /// and an `async fn` that awaits one inline is as large as the largest it

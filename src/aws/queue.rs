@@ -2,7 +2,6 @@
 //! changes, and dead-lettering with a reason; the readiness ping and queue
 //! depths (`probe`), and the CLI's batch sends (`send`).
 
-use crate::aws::OnHeap;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeName,
 };
 
+use crate::aws::OnHeap;
 use crate::batch::{Batcher, Linger};
 
 mod dead_letter;

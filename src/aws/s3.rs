@@ -12,13 +12,14 @@
 //! Addressing is path-style when an endpoint is configured (the local
 //! emulators serve buckets as paths), virtual-hosted against AWS.
 
-use crate::aws::OnHeap;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use tracing::Instrument;
+
+use crate::aws::OnHeap;
 
 pub use super::error::{ObjectError, ObjectFailure};
 

@@ -6,7 +6,6 @@
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), so the caller decides
 //! again without a second read.
 
-use crate::aws::OnHeap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::error::SdkError;
@@ -15,6 +14,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 
 use tracing::Instrument;
 
+use crate::aws::OnHeap;
 use crate::batch::Batcher;
 use crate::item::{Attrs, Item, Key, val_to_av};
 use crate::state::{Cond, Field, Op, Val, Write};

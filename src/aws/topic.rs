@@ -2,10 +2,10 @@
 //! (batched: `batch.rs`), and the readiness ping. What an event says is
 //! [`crate::events`]'s business; this module only carries it.
 
-use crate::aws::OnHeap;
 use aws_sdk_sns::Client;
 use tracing::Instrument;
 
+use crate::aws::OnHeap;
 use crate::batch::{Batcher, Lost};
 use batch::{Entry, Refusal};
 

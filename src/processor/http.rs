@@ -6,13 +6,13 @@
 //! connection pool) serves every set; the URL comes only from the
 //! configuration, never from a message.
 
-use crate::aws::OnHeap;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{Job, Output, ProcessError, Processor, parse_answer};
+use crate::aws::OnHeap;
 
 /// The most of an error answer's body kept in the error message.
 const MAX_BODY: usize = 500;

@@ -1,11 +1,11 @@
 //! What the readiness probe and the queue gauges ask SQS: one
 //! `GetQueueAttributes` per queue, which is also the readiness ping.
 
-use crate::aws::OnHeap;
 use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::{Queue, QueueError, QueueFailure};
+use crate::aws::OnHeap;
 
 /// What a ping of the request queue found.
 #[derive(Clone, Debug, Default)]

@@ -2,12 +2,12 @@
 //! copy that is not due yet (held back by `DelaySeconds`), and a request
 //! that was parked behind a flow a trigger resets (`state/parked.rs`).
 
-use crate::aws::OnHeap;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 
 use super::{Queue, QueueError, QueueFailure};
+use crate::aws::OnHeap;
 
 /// The message attribute that carries a scheduled trigger's id from copy
 /// to copy (the MessageId of the first message of the schedule).

@@ -1,13 +1,13 @@
 //! Sending to a queue by URL in batches: the CLI's `send` and `dlq
 //! redrive`. The daemon itself never sends to the request queue.
 
-use crate::aws::OnHeap;
 use std::collections::HashMap;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
 use super::{QueueError, QueueFailure};
+use crate::aws::OnHeap;
 
 /// SQS's most messages in one `SendMessageBatch`.
 pub const MAX_BATCH: usize = 10;

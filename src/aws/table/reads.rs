@@ -15,7 +15,6 @@
 //!   backoff; those still left after [`TRIES`] calls fail as
 //!   [`TableError::Unprocessed`], the others get their items.
 
-use crate::aws::OnHeap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +23,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
 use super::TableError;
+use crate::aws::OnHeap;
 use crate::item::{Item, Key};
 
 /// DynamoDB's limit of keys per `BatchGetItem`.

@@ -10,7 +10,6 @@
 //! backoff, and each caller gets its own entry's outcome, so a message is
 //! deleted only after its own event was accepted.
 
-use crate::aws::OnHeap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -19,6 +18,7 @@ use aws_sdk_sns::error::{ErrorMetadata, ProvideErrorMetadata, SdkError};
 use aws_sdk_sns::operation::publish_batch::PublishBatchError;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 
+use crate::aws::OnHeap;
 use crate::events::MAX_EVENT_BYTES;
 
 /// SNS's limit of entries per `PublishBatch`.
