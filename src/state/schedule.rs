@@ -79,6 +79,14 @@ mod tests {
         Clock, Decision, Status, decide_trigger, decide_trigger_end, decide_trigger_start,
     };
 
+    /// A clock at 0 with a 1 ms lease: what these decisions need of time.
+    const CLOCK: Clock = Clock {
+        now: 0,
+        lease: 1,
+        skew: 0,
+        ttl: None,
+    };
+
     #[test]
     fn a_message_not_due_is_held_at_most_the_maximum() {
         let max = Duration::from_secs(900);
@@ -93,23 +101,17 @@ mod tests {
 
     #[test]
     fn the_second_copy_of_a_schedule_changes_nothing() {
-        let clock = Clock {
-            now: 0,
-            lease: 1,
-            skew: 0,
-            ttl: None,
-        };
         let mut rec = Cache::default();
-        let first = scheduled(&rec, "s1", decide_trigger(&rec, &clock));
+        let first = scheduled(&rec, "s1", decide_trigger(&rec, &CLOCK));
         // Both copies decided on the same read: one holds.
-        let second = scheduled(&rec, "s1", decide_trigger(&rec, &clock));
+        let second = scheduled(&rec, "s1", decide_trigger(&rec, &CLOCK));
         assert!(rec.apply(&first));
         assert!(!rec.apply(&second));
         assert_eq!(applied_epoch(&rec, "s1"), Some(1));
         assert_eq!(rec.epoch(), 1);
         // The list stays bounded and keeps the latest.
         for i in 0..40 {
-            let w = scheduled(&rec, &format!("x{i}"), decide_trigger(&rec, &clock));
+            let w = scheduled(&rec, &format!("x{i}"), decide_trigger(&rec, &CLOCK));
             assert!(rec.apply(&w));
         }
         assert_eq!(rec.scheduled.as_ref().unwrap().len(), KEEP_SCHEDULED);
@@ -123,17 +125,11 @@ mod tests {
     /// remembered as ended); by its message id it is known as applied.
     #[test]
     fn a_trigger_start_redelivered_after_later_flows_ended_is_known_by_its_message() {
-        let clock = Clock {
-            now: 0,
-            lease: 1,
-            skew: 0,
-            ttl: None,
-        };
         let mut rec = Cache::default();
         let flow = |rec: &mut Cache, id: &str, message: &str| {
             let start = decide_trigger_start(rec, id, 60_000).expect("a new flow starts");
             assert!(rec.apply(&scheduled(rec, message, start)));
-            let Decision::Unblock { write } = decide_trigger_end(rec, id, "end", &clock) else {
+            let Decision::Unblock { write } = decide_trigger_end(rec, id, "end", &CLOCK) else {
                 panic!("the end of {id} unblocks")
             };
             assert!(rec.apply(&write));
