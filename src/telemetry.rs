@@ -16,7 +16,8 @@
 //! producer's span, and nothing dangles) and a message that came without
 //! one gets none. Nor does it depend on the log level: `log.level` filters
 //! what is logged, while the daemon's own spans always reach the trace
-//! layer.
+//! layer (those of single AWS calls only when they are exported: they
+//! carry no context onward).
 
 use std::collections::HashMap;
 
@@ -33,6 +34,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Config, LogFormat, OtlpProtocol};
+
+mod fields;
 
 /// Flushes exported spans when the daemon stops.
 pub struct Telemetry {
@@ -69,6 +72,7 @@ pub fn init(cfg: &Config) -> anyhow::Result<Telemetry> {
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
+            .fmt_fields(fields::SpanJson)
             .boxed()
     } else {
         fmt.compact().boxed()
@@ -82,14 +86,20 @@ pub fn init(cfg: &Config) -> anyhow::Result<Telemetry> {
         None => None,
         Some(endpoint) => Some(provider(cfg, endpoint)?),
     };
+    // Context activation (making each span's context OpenTelemetry's
+    // current one on every poll of its future) is off: this daemon reads a
+    // span's context through the tracing span itself, and nothing else in
+    // the process uses OpenTelemetry's current context.
     let otel = match &provider {
         Some(p) => tracing_opentelemetry::layer()
             .with_tracer(p.tracer("triggered-cache"))
             .with_tracked_inactivity(false)
+            .with_context_activation(false)
             .boxed(),
         None => tracing_opentelemetry::layer()
             .with_tracer(opentelemetry::trace::noop::NoopTracer::new())
             .with_tracked_inactivity(false)
+            .with_context_activation(false)
             .boxed(),
     };
     // The log level filters what is logged, not the spans that carry the
@@ -98,12 +108,25 @@ pub fn init(cfg: &Config) -> anyhow::Result<Telemetry> {
     let own_spans = tracing_subscriber::filter::filter_fn(|m| {
         m.is_span() && m.target().starts_with("triggered_cache") && *m.level() <= Level::INFO
     });
+    // The spans of single AWS calls are a trace's client spans and hold no
+    // log events (a batched call runs in its batcher's task), so the log
+    // layer never formats them; nor does the trace layer keep data for them
+    // when nothing is exported, since they carry no context onward. Two of
+    // them open per message (its read and its event).
+    let exporting = provider.is_some();
+    let logged = tracing_subscriber::filter::filter_fn(|m| !is_call_span(m));
+    let traced = tracing_subscriber::filter::filter_fn(move |m| exporting || !is_call_span(m));
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let _ = tracing_subscriber::registry()
-        .with(fmt.with_filter(log_filter()))
-        .with(otel.with_filter(log_filter().or(own_spans)))
+        .with(fmt.with_filter(log_filter().and(logged)))
+        .with(otel.with_filter(log_filter().or(own_spans).and(traced)))
         .try_init();
     Ok(Telemetry { provider })
+}
+
+/// A span around one AWS call: this daemon's spans under `aws`.
+fn is_call_span(m: &tracing::Metadata<'_>) -> bool {
+    m.is_span() && m.target().starts_with("triggered_cache::aws")
 }
 
 fn provider(cfg: &Config, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
