@@ -9,17 +9,20 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
-use serde_json::{Map, Value as Json, json};
+use serde::Serialize;
+use serde_json::Value as Json;
 
 use crate::aws::topic::{Message, Topic};
 use crate::config::Config;
-use crate::item::{Attrs, Item, Key, item_to_json};
+use crate::item::{Attrs, Item, Key, to_json};
 use crate::state::Stale;
 
 pub use crate::aws::topic::PublishError;
 pub use kind::EventKind;
 
 mod kind;
+#[cfg(test)]
+mod render_tests;
 
 /// SNS's default limit for a message with its attributes
 /// (`sns.max_message_bytes` raises it, up to 1 MiB).
@@ -94,6 +97,50 @@ impl<'a> CompletionEvent<'a> {
     }
 }
 
+/// An event as it is sent, serialized straight from what it borrows. The
+/// fields are in alphabetical order, the order of the JSON object's keys.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age_ms: Option<i64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    answers: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answers_omitted: Option<i64>,
+    at: String,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    coalesced: &'a [String],
+    epoch: i64,
+    error: Option<&'a str>,
+    event: &'a str,
+    event_id: &'a str,
+    key: Json,
+    record: Option<&'a Json>,
+    request_id: Option<&'a str>,
+    set: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stale: Option<bool>,
+    /// Only in a truncated event: the cache's status, if there is an item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated: Option<bool>,
+    value: Option<&'a Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_epoch: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_ref: Option<&'a Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_url: Option<&'a str>,
+}
+
+impl Body<'_> {
+    fn text(&self) -> String {
+        serde_json::to_string(self).expect("an event serializes")
+    }
+}
+
 /// The stable id of an event.
 pub fn event_id(ev: &CompletionEvent<'_>) -> String {
     let mut name = format!(
@@ -164,83 +211,72 @@ impl Publisher {
     pub fn render(&self, ev: &CompletionEvent<'_>) -> (String, String) {
         let id = event_id(ev);
         let record = ev.item.map(|item| self.project(item));
-        let mut body = json!({
-            "event": ev.kind.as_str(),
-            "key": ev.key.to_json(),
-            "set": ev.set,
-            "epoch": ev.epoch,
-            "requestId": ev.request_id,
-            "eventId": id,
-            "record": record,
-            "value": ev.value,
-            "error": ev.error,
-            "at": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        });
-        if !ev.coalesced.is_empty() {
-            body["coalesced"] = json!(ev.coalesced);
-        }
-        if !ev.answers.is_empty() {
-            body["answers"] = json!(ev.answers);
-        }
-        if ev.answers_omitted > 0 {
-            body["answersOmitted"] = json!(ev.answers_omitted);
+        let mut body = Body {
+            age_ms: ev.stale.map(|s| s.age_ms),
+            answers: ev.answers,
+            answers_omitted: (ev.answers_omitted > 0).then_some(ev.answers_omitted),
+            at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            coalesced: ev.coalesced,
+            epoch: ev.epoch,
+            error: ev.error,
+            event: ev.kind.as_str(),
+            event_id: &id,
+            key: ev.key.to_json(),
+            record: record.as_ref(),
+            request_id: ev.request_id,
+            set: ev.set,
+            stale: ev.stale.map(|_| true),
+            status: None,
+            truncated: None,
+            value: ev.value,
+            value_epoch: ev.stale.map(|s| s.value_epoch),
+            value_ref: ev.value_ref,
+            value_url: ev.value_ref.and(ev.value_url),
+        };
+        let fits = |text: &str| text.len() + ATTRIBUTE_ROOM <= self.max_bytes;
+        let text = body.text();
+        if fits(&text) {
+            return (id, text);
         }
         // An offloaded value: the pointer (and URL) always, the value too
         // when it fits.
-        if let Some(value_ref) = ev.value_ref {
-            body["valueRef"] = value_ref.clone();
-            if let Some(url) = ev.value_url {
-                body["valueUrl"] = json!(url);
-            }
-        }
-        if let Some(stale) = ev.stale {
-            body["stale"] = json!(true);
-            body["valueEpoch"] = json!(stale.value_epoch);
-            body["ageMs"] = json!(stale.age_ms);
-        }
-        let text = body.to_string();
-        if text.len() + ATTRIBUTE_ROOM <= self.max_bytes {
-            return (id, text);
-        }
         if ev.value_ref.is_some() {
-            body["value"] = Json::Null;
-            let text = body.to_string();
-            if text.len() + ATTRIBUTE_ROOM <= self.max_bytes {
+            body.value = None;
+            let text = body.text();
+            if fits(&text) {
                 return (id, text);
             }
         }
         let status = ev
             .item
             .map(|item| self.attrs.cache(item, ev.set).status().as_str());
-        body["record"] = Json::Null;
-        body["value"] = Json::Null;
-        body["status"] = json!(status);
-        body["truncated"] = json!(true);
-        if let Some(Json::Array(c)) = body.get_mut("coalesced") {
-            c.truncate(100);
-        }
-        (id, body.to_string())
+        body.record = None;
+        body.value = None;
+        body.status = Some(status);
+        body.truncated = Some(true);
+        body.coalesced = &ev.coalesced[..ev.coalesced.len().min(100)];
+        let text = body.text();
+        (id, text)
     }
 
     fn project(&self, item: &Item) -> Json {
+        let pick = |names: Vec<&String>| -> Json {
+            Json::Object(
+                names
+                    .into_iter()
+                    .filter_map(|name| Some((name.clone(), to_json(item.get(name)?))))
+                    .collect(),
+            )
+        };
         match &self.projection {
-            Some(names) => {
-                let mut map = Map::new();
-                let all = item_to_json(item);
-                for name in names {
-                    if let Some(v) = all.get(name) {
-                        map.insert(name.clone(), v.clone());
-                    }
-                }
-                Json::Object(map)
-            }
+            Some(names) => pick(names.iter().collect()),
             None => {
-                let without_values: Item = item
-                    .iter()
-                    .filter(|(k, _)| !self.attrs.is_value_attr(k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                let mut names: Vec<&String> = item
+                    .keys()
+                    .filter(|k| !self.attrs.is_value_attr(k))
                     .collect();
-                item_to_json(&without_values)
+                names.sort();
+                pick(names)
             }
         }
     }

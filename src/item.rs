@@ -103,8 +103,13 @@ impl Attrs {
     /// wrong type read as absent.
     pub fn cache(&self, item: &Item, set: &str) -> Cache {
         let mut rec = Cache::default();
-        for field in Field::ALL {
-            let val = item.get(&self.name(set, field)).and_then(|av| match field {
+        // By the item's attributes, not by the names of all fields: no name
+        // is built per read, and absent fields stay absent.
+        for (name, av) in item {
+            let Some(field) = self.field_of(name, set) else {
+                continue;
+            };
+            let val = match field {
                 Field::Value | Field::ValueRef => Some(Val::Json(crate::value::decode(av))),
                 Field::Answers | Field::Scheduled => Some(Val::Json(to_json(av))),
                 Field::Epoch
@@ -121,16 +126,31 @@ impl Attrs {
                     .and_then(|n| n.parse::<i64>().ok())
                     .map(Val::Num),
                 _ => av.as_s().ok().map(|s| Val::Str(s.clone())),
-            });
+            };
             rec.put(field, val);
         }
         rec
     }
 
-    /// Whether `attr` is the value attribute of some set.
+    /// The field of `set` that the attribute `name` holds, if it is one:
+    /// `name` is [`Attrs::name`] of it.
+    fn field_of(&self, name: &str, set: &str) -> Option<Field> {
+        let suffix = name
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix('_')?
+            .strip_prefix(set)?
+            .strip_prefix('_')?;
+        Field::ALL.into_iter().find(|f| f.suffix() == suffix)
+    }
+
+    /// Whether `attr` is the value attribute of some set:
+    /// `{prefix}_…_value`.
     pub fn is_value_attr(&self, attr: &str) -> bool {
-        attr.starts_with(&format!("{}_", self.prefix))
-            && attr.ends_with(&format!("_{}", Field::Value.suffix()))
+        attr.strip_prefix(self.prefix.as_str())
+            .is_some_and(|rest| rest.starts_with('_'))
+            && attr
+                .strip_suffix(Field::Value.suffix())
+                .is_some_and(|rest| rest.ends_with('_'))
     }
 
     /// The whole item as plain JSON, compressed values decompressed (what
