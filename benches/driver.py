@@ -16,8 +16,10 @@ its /metrics has it; the report says which source each figure came from.
   soak   N hits at a wide window, RSS sampled: is it flat?
 
 Measured per mode, for the daemon and beside it the raw-SDK floor
-(benches/floor.rs): AWS calls per message by operation, CPU per message
-(utime+stime of the process, delta over the measured run), context switches
+(benches/floor.rs) and, with --baseline, another build of the daemon (an
+earlier commit) run alternately with it, --rounds times each (A B B A...:
+the emulator's speed drifts, so only alternating runs compare): AWS calls
+per message by operation, CPU per message (utime+stime of the process, delta over the measured run), context switches
 per message (all threads, /proc/PID/task/*/status), peak RSS
 (VmHWM), messages/s, p50/p99 send->event latency, processing runs per key.
 --check asserts correctness only (every request answered, one run per key,
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import threading
 import time
@@ -39,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import load  # noqa: E402
 from load import Load, Proxy, Subject, log  # noqa: E402
 
-SUBJECTS = ("daemon", "floor")
+SUBJECTS = ("daemon", "baseline", "floor")
 
 
 class Bench:
@@ -58,7 +61,7 @@ class Bench:
     def start(self, kind: str, env: dict, wid: str, out: Path, window: int,
               concurrency: int) -> Subject:
         a = self.args
-        binary = a.binary if kind == "daemon" else a.floor
+        binary = {"daemon": a.binary, "baseline": a.baseline, "floor": a.floor}[kind]
         s = Subject(kind, binary, env, self.listener("floor" if kind == "floor" else wid), out,
                     wid, concurrency, max(1, -(-window // 10)), a.work_ms)
         s.wait_ready()
@@ -66,7 +69,7 @@ class Bench:
 
     def calls(self, subjects: list[Subject]) -> tuple[Counter, str]:
         """The calls so far: the daemons' metric if they have it, else the proxy."""
-        if all(s.kind == "daemon" for s in subjects):
+        if all(s.kind != "floor" for s in subjects):
             total: Counter = Counter()
             for s in subjects:
                 c = load.metric_counts(s.metrics())
@@ -81,12 +84,12 @@ class Bench:
                 window: int, sample_rss: bool = False, concurrency: int = 0) -> dict:
         a = self.args
         name = f"bench-{mode}-{kind}-{self.rng.getrandbits(24):06x}"
-        out = self.out / f"{mode}-{kind}"
+        out = self.out / f"{mode}-{kind}-{sum(r['mode'] == mode for r in self.results)}"
         out.mkdir(exist_ok=True)
         env = load.provision(a.endpoint, name)
         lo = Load(env, a.endpoint, out, collectors=max(2, min(8, window // 64)))
         concurrency = concurrency or max(a.concurrency, window)
-        subjects = [self.start(kind, env, f"d{i}" if kind == "daemon" else "floor", out, window,
+        subjects = [self.start(kind, env, "floor" if kind == "floor" else f"d{i}", out, window,
                                concurrency) for i in range(replicas)]
         try:
             if warm:
@@ -159,7 +162,9 @@ class Bench:
     def run(self) -> int:
         a = self.args
         keys = [f"k#{i:04d}" for i in range(a.keys)]
-        subjects = ["daemon"] + (["floor"] if a.floor else [])
+        pair = ["daemon"] + (["baseline"] if a.baseline else [])
+        subjects = [k for i in range(a.rounds) for k in (pair if i % 2 == 0 else pair[::-1])]
+        subjects += ["floor"] if a.floor else []
         try:
             for mode in a.modes:
                 if mode in ("hit", "miss"):
@@ -169,7 +174,7 @@ class Bench:
                         load_keys = [self.rng.choice(ks) for _ in range(a.requests)]
                         res = self.measure(mode, kind, 1, load_keys, ks if mode == "hit" else [],
                                            a.inflight)
-                        if kind == "daemon" and mode == "miss":
+                        if kind != "floor" and mode == "miss":
                             self.check(res)
                 elif mode == "herd":
                     res = self.measure("herd", "daemon", 3, ["herd#0"] * a.herd, [], a.herd,
@@ -193,26 +198,35 @@ def report(results: list[dict], a) -> None:
       f"{a.herd}, soak {a.soak}; {a.work_ms:g} ms processor; window = requests in flight; "
       "AWS calls counted by "
       + ", ".join(sorted({f"{r['subject']}: {r['source']}" for r in results})))
-    floor = {r["mode"]: r for r in results if r["subject"] == "floor"}
-    head = f"{'mode':5} {'subject':7} {'window':>6} {'answered':>11} {'msgs/s':>7} {'calls/msg':>9} " \
+    head = f"{'mode':5} {'subject':8} {'window':>6} {'answered':>11} {'msgs/s':>7} {'calls/msg':>9} " \
            f"{'CPU us/msg':>10} {'ctxsw/msg':>9} {'RSS MB':>6} {'p50 ms':>7} {'p99 ms':>7} {'runs/key':>8}"
     p(head)
     for r in results:
-        p(f"{r['mode']:5} {r['subject']:7} {r['window']:>6} {r['answered']:>5}/{r['sent']:<5} {r['msgs_per_s']:7.0f} "
+        p(f"{r['mode']:5} {r['subject']:8} {r['window']:>6} {r['answered']:>5}/{r['sent']:<5} {r['msgs_per_s']:7.0f} "
           f"{r['calls_total_per_msg']:9.2f} {r['cpu_us_per_msg']:10.0f} {r['ctx_switches_per_msg']:9.2f} "
           f"{r['peak_rss_mb']:6.1f} "
           f"{r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['runs_per_key']:8.2f}")
     for r in results:
         ops = "  ".join(f"{op} {v:.3f}" for op, v in r["calls_per_msg"].items())
         p(f"  {r['mode']}/{r['subject']} calls/msg by operation ({r['source']}): {ops}")
-    for r in results:
-        f = floor.get(r["mode"])
-        if r["subject"] != "daemon" or not f:
-            continue
-        ratio = lambda k: r[k] / f[k] if f[k] else float("nan")  # noqa: E731
-        p(f"  {r['mode']} daemon/floor: calls/msg x{ratio('calls_total_per_msg'):.2f}, "
-          f"CPU/msg x{ratio('cpu_us_per_msg'):.2f}, RSS x{ratio('peak_rss_mb'):.2f}, "
-          f"msgs/s x{ratio('msgs_per_s'):.2f}")
+    def median(mode: str, subject: str, key: str) -> float:
+        return statistics.median(r[key] for r in results
+                                 if r["mode"] == mode and r["subject"] == subject)
+
+    for mode in dict.fromkeys(r["mode"] for r in results if r["subject"] == "daemon"):
+        for other in ("baseline", "floor"):
+            n = sum(r["mode"] == mode and r["subject"] == other for r in results)
+            if not n:
+                continue
+
+            def ratio(k: str) -> float:
+                base = median(mode, other, k)
+                return median(mode, "daemon", k) / base if base else float("nan")
+
+            of = " (medians)" if n > 1 else ""
+            p(f"  {mode} daemon/{other}{of}: calls/msg x{ratio('calls_total_per_msg'):.2f}, "
+              f"CPU/msg x{ratio('cpu_us_per_msg'):.2f}, RSS x{ratio('peak_rss_mb'):.2f}, "
+              f"msgs/s x{ratio('msgs_per_s'):.2f}")
     for r in results:
         if r.get("rss_samples_mb"):
             s = [mb for _, mb in r["rss_samples_mb"]]
@@ -227,6 +241,11 @@ def main() -> int:
     ap.add_argument("--endpoint", required=True)
     ap.add_argument("--binary", required=True, help="the triggered-cache binary")
     ap.add_argument("--floor", default="", help="the floor binary; empty: no floor")
+    ap.add_argument("--baseline", default="",
+                    help="another triggered-cache binary (an earlier commit) measured alternately "
+                         "with --binary in hit and miss modes; empty: none")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="runs of the daemon (and of the baseline) per hit/miss mode, alternating")
     ap.add_argument("--out", required=True, help="run directory (logs, results.json)")
     ap.add_argument("--modes", type=lambda s: s.split(","), default=["hit", "miss", "herd"])
     ap.add_argument("--requests", type=int, default=2000)

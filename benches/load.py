@@ -148,7 +148,7 @@ def metric_counts(text: str) -> Counter | None:
 
 
 class Subject:
-    """One process under test: the daemon or the floor."""
+    """One process under test: the daemon (or its baseline build) or the floor."""
 
     def __init__(self, kind: str, binary: str, env: dict[str, str], endpoint: str, out: Path,
                  wid: str, concurrency: int, pollers: int, work_ms: float):
@@ -164,7 +164,7 @@ class Subject:
             "BENCH_WORK_S": f"{work_ms / 1000:.3f}",
         })
         self.http = None
-        if kind == "daemon":
+        if kind != "floor":
             self.http = f"127.0.0.1:{free_port()}"
             env.update({
                 "TRIGGERED_CACHE_CONFIG": str(HERE / "config.toml"),

@@ -15,6 +15,13 @@
 #   scripts/bench.sh --requests N --keys N --inflight N --work-ms MS --herd N
 #                                     the load (defaults 2000, 50, 20, 20, 1000)
 #   scripts/bench.sh --no-floor       the daemon only
+#   scripts/bench.sh --baseline REV   also an earlier build of the daemon (a git
+#                                     revision, built once into .local/bench/,
+#                                     or a binary's path), run alternately with
+#                                     this one in hit and miss modes; prints
+#                                     daemon/baseline ratios
+#   scripts/bench.sh --rounds N       N runs of each daemon per hit/miss mode,
+#                                     in A B B A order; ratios of the medians
 #   scripts/bench.sh -- ARGS...       further arguments for benches/driver.py
 #
 # Builds the release daemon and the floor (cargo bench --no-run), starts its
@@ -26,6 +33,7 @@ cd "$root"
 
 check=0
 floor=1
+baseline=""
 modes="hit,miss,herd"
 driver=()
 extra=()
@@ -34,11 +42,13 @@ while [[ $# -gt 0 ]]; do
         --check) check=1; shift ;;
         --soak) modes="$modes,soak"; shift ;;
         --no-floor) floor=0; shift ;;
+        --baseline) baseline="${2:?--baseline needs a git revision or a binary}"; shift 2 ;;
+        --rounds) driver+=("$1" "${2:?--rounds needs a number}"); shift 2 ;;
         --modes) modes="${2:?--modes needs a list such as hit,miss}"; shift 2 ;;
         --requests | --keys | --inflight | --work-ms | --herd)
             driver+=("$1" "${2:?$1 needs a number}"); shift 2 ;;
         --) shift; extra=("$@"); break ;;
-        -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -73,6 +83,27 @@ for line in sys.stdin:
     [[ -x "$floor_bin" ]] || { echo "bench.sh: the floor did not build" >&2; exit 1; }
 fi
 
+baseline_bin=""
+if [[ -n "$baseline" && -x "$baseline" && -f "$baseline" ]]; then
+    baseline_bin="$baseline"
+elif [[ -n "$baseline" ]]; then
+    rev="$(git rev-parse --verify --quiet "$baseline^{commit}")" \
+        || { echo "bench.sh: --baseline '$baseline' is neither a binary nor a git revision" >&2; exit 2; }
+    src=".local/bench/baseline-${rev:0:12}"
+    if [[ ! -d "$src" ]]; then
+        mkdir -p "$src.tmp"
+        git archive "$rev" | tar -x -C "$src.tmp"
+        mv "$src.tmp" "$src"
+    fi
+    if [[ ! -x "$src/triggered-cache" ]]; then
+        log "building the baseline ${rev:0:12} (cargo build --release in $src)"
+        (cd "$src" && CARGO_TARGET_DIR="$root/.local/bench/baseline-target" \
+            cargo build --release --quiet --bin triggered-cache)
+        cp .local/bench/baseline-target/release/triggered-cache "$src/triggered-cache"
+    fi
+    baseline_bin="$src/triggered-cache"
+fi
+
 endpoint="$(scripts/local-aws.sh start --emulator ministack --free-port)"
 port="${endpoint##*:}"
 trap 'scripts/local-aws.sh stop --port "$port" >/dev/null 2>&1 || true' EXIT
@@ -82,4 +113,4 @@ out=".local/bench/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 log "modes $modes; logs and results.json in $out"
 .venv/bin/python benches/driver.py --endpoint "$endpoint" --binary "$binary" \
-    --floor "$floor_bin" --out "$out" --modes "$modes" "${driver[@]}" "${extra[@]}"
+    --floor "$floor_bin" --baseline "$baseline_bin" --out "$out" --modes "$modes" "${driver[@]}" "${extra[@]}"
