@@ -81,11 +81,7 @@ pub async fn read(client: Client, table: String, keys: Vec<Key>) -> Vec<Result<I
     };
     let mut out = Vec::with_capacity(index.len());
     match found {
-        Ok(items) => {
-            for j in index {
-                out.push(Ok(items[j].clone()));
-            }
-        }
+        Ok(items) => out.extend(hand_out(items, &index).into_iter().map(Ok)),
         Err(failure) => {
             for f in vec![failure; index.len()] {
                 out.push(Err(f.into_error(&table)));
@@ -93,6 +89,28 @@ pub async fn read(client: Client, table: String, keys: Vec<Key>) -> Vec<Result<I
         }
     }
     out
+}
+
+/// For each position in `index`, the item it names: the last reader of an
+/// item gets it by move, the readers of the same key before it a clone.
+fn hand_out(items: Vec<Item>, index: &[usize]) -> Vec<Item> {
+    let mut readers = vec![0usize; items.len()];
+    for &j in index {
+        readers[j] += 1;
+    }
+    let mut items: Vec<Option<Item>> = items.into_iter().map(Some).collect();
+    index
+        .iter()
+        .map(|&j| {
+            readers[j] -= 1;
+            let item = if readers[j] == 0 {
+                items[j].take()
+            } else {
+                items[j].clone()
+            };
+            item.unwrap_or_default()
+        })
+        .collect()
 }
 
 /// The distinct keys of `keys`, and for each of `keys` the position of its
@@ -218,6 +236,20 @@ mod tests {
         let (d, index) = distinct(&[key("a"), key("b"), key("a")]);
         assert_eq!(d, [key("a"), key("b")]);
         assert_eq!(index, [0, 1, 0]);
+    }
+
+    #[test]
+    fn every_reader_of_a_key_gets_its_item() {
+        let items = vec![item("a", "1"), item("b", "2")];
+        assert_eq!(
+            hand_out(items.clone(), &[1, 0, 1, 1]),
+            vec![
+                items[1].clone(),
+                items[0].clone(),
+                items[1].clone(),
+                items[1].clone()
+            ]
+        );
     }
 
     #[test]
