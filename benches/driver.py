@@ -19,9 +19,10 @@ Measured per mode, for the daemon and beside it the raw-SDK floor
 (benches/floor.rs) and, with --baseline, another build of the daemon (an
 earlier commit) run alternately with it, --rounds times each (A B B A...:
 the emulator's speed drifts, so only alternating runs compare): AWS calls
-per message by operation, CPU per message (utime+stime of the process, delta over the measured run), context switches
-per message (all threads, /proc/PID/task/*/status), peak RSS
-(VmHWM), messages/s, p50/p99 send->event latency, processing runs per key.
+per message by operation, CPU per message (utime+stime of the process,
+delta over the measured run), context switches per message (all threads,
+/proc/PID/task/*/status), peak RSS (VmHWM), messages/s, p50/p99
+send->event latency, processing runs per key.
 --check asserts correctness only (every request answered, one run per key,
 nothing dead-lettered) and exits 1 otherwise; it never asserts timings.
 """
@@ -41,8 +42,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import load  # noqa: E402
 from load import Load, Proxy, Subject, log  # noqa: E402
-
-SUBJECTS = ("daemon", "baseline", "floor")
 
 
 class Bench:
