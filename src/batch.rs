@@ -109,11 +109,26 @@ impl<T: Send + 'static, E: From<Lost> + Send + 'static, O: Send + 'static> Batch
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
-                let deadline = tokio::time::Instant::now() + linger.wait(latency.get());
+                // One timer for the whole linger, armed only if the entries
+                // already queued do not fill the batch.
+                let linger = tokio::time::sleep(linger.wait(latency.get()));
+                tokio::pin!(linger);
                 while batch.len() < max {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(entry)) => batch.push(entry),
-                        Ok(None) | Err(_) => break,
+                    match rx.try_recv() {
+                        Ok(entry) => {
+                            batch.push(entry);
+                            continue;
+                        }
+                        Err(mpsc::error::TryRecvError::Disconnected) => break,
+                        Err(mpsc::error::TryRecvError::Empty) => {}
+                    }
+                    tokio::select! {
+                        biased;
+                        entry = rx.recv() => match entry {
+                            Some(entry) => batch.push(entry),
+                            None => break,
+                        },
+                        () = &mut linger => break,
                     }
                 }
                 let (entries, replies): (Vec<T>, Vec<Reply<O, E>>) = batch.into_iter().unzip();
