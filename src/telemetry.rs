@@ -96,10 +96,14 @@ pub fn init(cfg: &Config) -> anyhow::Result<Telemetry> {
             .with_tracked_inactivity(false)
             .with_context_activation(false)
             .boxed(),
+        // Without export a span's attributes go nowhere: only its context
+        // is used, so the layer records no code location or thread per span.
         None => tracing_opentelemetry::layer()
             .with_tracer(opentelemetry::trace::noop::NoopTracer::new())
             .with_tracked_inactivity(false)
             .with_context_activation(false)
+            .with_location(false)
+            .with_threads(false)
             .boxed(),
     };
     // The log level filters what is logged, not the spans that carry the
