@@ -22,7 +22,9 @@ the emulator's speed drifts, so only alternating runs compare): AWS calls
 per message by operation, CPU per message (utime+stime of the process,
 delta over the measured run), context switches per message (all threads,
 /proc/PID/task/*/status), peak RSS (VmHWM), messages/s, p50/p99
-send->event latency, processing runs per key.
+send->event latency, processing runs per key. Against the baseline the
+report gives the ratios of the medians and, for CPU, the ratio within each
+pair of neighbouring runs.
 --check asserts correctness only (every request answered, one run per key,
 nothing dead-lettered) and exits 1 otherwise; it never asserts timings.
 """
@@ -226,6 +228,11 @@ def report(results: list[dict], a) -> None:
             p(f"  {mode} daemon/{other}{of}: calls/msg x{ratio('calls_total_per_msg'):.2f}, "
               f"CPU/msg x{ratio('cpu_us_per_msg'):.2f}, RSS x{ratio('peak_rss_mb'):.2f}, "
               f"msgs/s x{ratio('msgs_per_s'):.2f}")
+            if other == "baseline" and n > 1:
+                cpu = paired(results, mode, "cpu_us_per_msg")
+                p(f"  {mode} daemon/baseline CPU/msg by pair of neighbouring runs: "
+                  + ", ".join(f"x{c:.2f}" for c in cpu)
+                  + f"; median x{statistics.median(cpu):.2f}")
     for r in results:
         if r.get("rss_samples_mb"):
             s = [mb for _, mb in r["rss_samples_mb"]]
@@ -233,6 +240,19 @@ def report(results: list[dict], a) -> None:
             drift = (s[-1] - base) / base if base else 0
             p(f"  soak RSS MB: after 10% {base}, end {s[-1]}, max {max(s)}: "
               f"{'flat' if abs(drift) <= 0.10 else 'NOT flat'} ({drift:+.0%})")
+
+
+def paired(results: list[dict], mode: str, key: str) -> list[float]:
+    """daemon/baseline of `key` for each pair of runs made one after the other
+    (A B, B A, ...): the emulator's speed drifts between pairs more than
+    within one, so these ratios scatter less than the runs themselves."""
+    runs = [r for r in results if r["mode"] == mode and r["subject"] in ("daemon", "baseline")]
+    out = []
+    for a, b in zip(runs[0::2], runs[1::2]):
+        d, base = (a, b) if a["subject"] == "daemon" else (b, a)
+        if d["subject"] == "daemon" and base["subject"] == "baseline" and base[key]:
+            out.append(d[key] / base[key])
+    return out
 
 
 def main() -> int:

@@ -21,7 +21,8 @@
 #                                     this one in hit and miss modes; prints
 #                                     daemon/baseline ratios
 #   scripts/bench.sh --rounds N       N runs of each daemon per hit/miss mode,
-#                                     in A B B A order; ratios of the medians
+#                                     in A B B A order; ratios of the medians,
+#                                     and CPU ratios within each A B pair
 #   scripts/bench.sh -- ARGS...       further arguments for benches/driver.py
 #
 # Builds the release daemon and the floor (cargo bench --no-run), starts its
