@@ -109,26 +109,19 @@ impl<T: Send + 'static, E: From<Lost> + Send + 'static, O: Send + 'static> Batch
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
-                // One timer for the whole linger, armed only if the entries
-                // already queued do not fill the batch.
-                let linger = tokio::time::sleep(linger.wait(latency.get()));
-                tokio::pin!(linger);
+                // One timer for the whole linger. `biased`: entries already
+                // queued are taken first, so the timer is armed (first polled)
+                // only when they do not fill the batch.
+                let timer = tokio::time::sleep(linger.wait(latency.get()));
+                tokio::pin!(timer);
                 while batch.len() < max {
-                    match rx.try_recv() {
-                        Ok(entry) => {
-                            batch.push(entry);
-                            continue;
-                        }
-                        Err(mpsc::error::TryRecvError::Disconnected) => break,
-                        Err(mpsc::error::TryRecvError::Empty) => {}
-                    }
                     tokio::select! {
                         biased;
                         entry = rx.recv() => match entry {
                             Some(entry) => batch.push(entry),
                             None => break,
                         },
-                        () = &mut linger => break,
+                        () = &mut timer => break,
                     }
                 }
                 let (entries, replies): (Vec<T>, Vec<Reply<O, E>>) = batch.into_iter().unzip();
