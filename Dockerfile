@@ -44,6 +44,8 @@ RUN mkdir src benches \
         target/release/.fingerprint/triggered-cache-*
 
 # The crate itself (touch: the sources must be newer than the placeholders).
+# The release profile is fat LTO (Cargo.toml): this step's final link
+# optimises the whole program at once and is most of the build's time.
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \
