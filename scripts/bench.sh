@@ -25,8 +25,8 @@
 #                                     and CPU ratios within each A B pair
 #   scripts/bench.sh -- ARGS...       further arguments for benches/driver.py
 #
-# Builds the release daemon and the floor (cargo bench --no-run; fat LTO: ~15
-# min the first time on 2 cores), starts its own ministack (pinned, 127.0.0.1,
+# Builds the release daemon and the floor (cargo bench --no-run; ~20 min the
+# first time on 2 cores), starts its own ministack (pinned, 127.0.0.1,
 # free port), stops it afterwards, keeps logs and results.json in .local/bench/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
