@@ -61,7 +61,7 @@ if [[ $check -eq 1 ]]; then
     floor=0
     binary=target/debug/triggered-cache
     modes="miss,herd"
-    driver=(--requests 300 --keys 30 --inflight 20 --herd 200 "${driver[@]}")
+    driver=(--requests 300 --keys 30 --inflight 20 --herd 200 --warmup 0 "${driver[@]}")
     if [[ ! -x "$binary" || -n "$(find src Cargo.toml Cargo.lock -newer "$binary" -print -quit)" ]]; then
         log "building the daemon (cargo build)"
         cargo build --quiet --bin triggered-cache
