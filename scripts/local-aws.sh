@@ -41,6 +41,7 @@ Commands:
       already installed.
 
   start [--emulator moto|ministack] [--port N | --free-port] [--timeout S]
+        [--long-poll-tick MS]
       Install if needed, start the emulator in the background on
       127.0.0.1:PORT (default $DEFAULT_PORT), log to .local/emulator-PORT.log,
       record its pid in .local/emulator-PORT.pid, and wait (at most S
@@ -50,6 +51,10 @@ Commands:
       Stdout gets exactly one line, the endpoint: http://127.0.0.1:PORT
       (progress messages go to stderr), so ENDPOINT=\$($prog start --free-port)
       works.
+      --long-poll-tick MS (ministack only): check a waiting ReceiveMessage
+      long poll every MS ms instead of ministack's 100, so it answers about
+      as soon as a message arrives, as SQS does (for measuring latency; see
+      scripts/emulator/ministack_server.py).
 
   stop [--port N]
       Stop the emulator recorded in .local/emulator-PORT.pid (default port

@@ -24,7 +24,7 @@ live_pid() {
     # The process must still be the emulator this script started.
     case "$kind" in
         moto) bin="$SCRIPTS/emulator/moto_server.py" ;;
-        *) bin="$(binary_for "$kind")" ;;
+        *) bin="$SCRIPTS/emulator/ministack_server.py" ;;
     esac
     if [[ -r "/proc/$pid/cmdline" ]]; then
         tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$bin" || return 1
@@ -93,7 +93,7 @@ EOF
 }
 
 do_start() {
-    local emulator="$DEFAULT_EMULATOR" port="" pick=0 timeout="$DEFAULT_START_TIMEOUT"
+    local emulator="$DEFAULT_EMULATOR" port="" pick=0 timeout="$DEFAULT_START_TIMEOUT" tick=""
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --emulator) emulator="${2:?--emulator needs moto or ministack}"; shift 2 ;;
@@ -103,12 +103,20 @@ do_start() {
             --free-port) pick=1; shift ;;
             --timeout) timeout="${2:?--timeout needs seconds}"; shift 2 ;;
             --timeout=*) timeout="${1#*=}"; shift ;;
+            --long-poll-tick) tick="${2:?--long-poll-tick needs milliseconds}"; shift 2 ;;
+            --long-poll-tick=*) tick="${1#*=}"; shift ;;
             -h | --help) usage; exit 0 ;;
             *) die "start: unknown argument '$1' (see --help)" ;;
         esac
     done
     check_emulator "$emulator"
     [[ "$timeout" =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds, not '$timeout'"
+    if [[ -n "$tick" ]]; then
+        [[ "$tick" =~ ^[0-9]+$ && "$tick" -ge 1 && "$tick" -le 100 ]] ||
+            die "--long-poll-tick must be whole milliseconds from 1 to 100, not '$tick'"
+        [[ "$emulator" == ministack ]] ||
+            die "--long-poll-tick is for ministack (moto's long polls already answer at once)"
+    fi
     if [[ $pick == 1 ]]; then
         [[ -z "$port" ]] || die "give --port or --free-port, not both"
         port="$(free_port)"
@@ -127,6 +135,7 @@ do_start() {
         [[ "$kind" == "$emulator" ]] ||
             die "port $port already runs $kind (pid $pid), started by this script; stop it first ($prog stop --port $port) or use another port"
         log "reusing $kind already running on $endpoint (pid $pid)"
+        [[ -z "$tick" ]] || log "note: --long-poll-tick applies to an emulator this starts, not to one it reuses"
         ensure_boto3
         wait_ready "$endpoint" "$pid" "$timeout" || die "$kind on $endpoint (pid $pid) does not answer; see $(log_file "$port")"
         echo "$endpoint"
@@ -138,8 +147,7 @@ do_start() {
     port_free "$port" ||
         die "port $port on 127.0.0.1 is in use by a process this script did not start; stop it, or pick another port with --port N or --free-port"
 
-    local bin logf started=$SECONDS
-    bin="$(binary_for "$emulator")"
+    local logf started=$SECONDS
     logf="$(log_file "$port")"
     : >"$logf"
     log "starting $emulator on $endpoint (log: .local/$(basename "$logf"))"
@@ -159,9 +167,12 @@ do_start() {
             # STATE_DIR keeps its scratch files (default /tmp/ministack-state)
             # per port in .local/.
             mkdir -p "$LOCAL/ministack-state-$port"
+            # Through scripts/emulator/ministack_server.py: ministack itself,
+            # with long polls checked every --long-poll-tick ms if given.
             BIND_HOST=127.0.0.1 GATEWAY_PORT="$port" IOT_MTLS_ENABLED=0 SFTP_ENABLED=0 \
                 STATE_DIR="$LOCAL/ministack-state-$port" PERSIST_STATE=0 \
-                nohup "$bin" </dev/null >>"$logf" 2>&1 8>&- 9>&- &
+                MINISTACK_LONG_POLL_TICK_MS="$tick" \
+                nohup "$PY" "$SCRIPTS/emulator/ministack_server.py" </dev/null >>"$logf" 2>&1 8>&- 9>&- &
             ;;
     esac
     pid=$!
