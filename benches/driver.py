@@ -85,7 +85,7 @@ class Bench:
 
     def measure(self, mode: str, kind: str, replicas: int, keys: list[str], warm: list[str],
                 window: int, sample_rss: bool = False, concurrency: int = 0,
-                record: bool = True) -> dict:
+                record: bool = True, rate: float = 0) -> dict:
         a = self.args
         name = f"bench-{mode}-{kind}-{self.rng.getrandbits(24):06x}"
         out = self.out / f"{mode}-{kind}-{sum(r['mode'] == mode for r in self.results)}"
@@ -109,7 +109,7 @@ class Bench:
                                        daemon=True)
             if sample_rss:
                 sampler.start()
-            r = lo.run(keys, window=window, timeout=a.timeout + len(keys) / 20, tag=mode)
+            r = lo.run(keys, window=window, timeout=a.timeout + len(keys) / 20, tag=mode, rate=rate)
             stop.set()
             calls1, _ = self.calls(subjects)
             cpu1 = sum(load.cpu_seconds(s.pid) for s in subjects)
@@ -124,7 +124,8 @@ class Bench:
         runs = load.runs_per_key(out / "runs.jsonl")
         n = r["answered"] or 1
         by_op = {op: c / n for op, c in sorted((calls1 - calls0).items()) if c > 0}
-        res = dict(r, mode=mode, subject=kind, replicas=replicas, window=window, source=source,
+        res = dict(r, mode=mode, subject=kind, replicas=replicas,
+                   window=f"{rate:g}/s" if rate else window, source=source,
                    calls_per_msg=by_op, calls_total_per_msg=sum(by_op.values()),
                    proxy_calls_per_msg=sum((proxy1 - proxy0).values()) / n,
                    cpu_us_per_msg=(cpu1 - cpu0) * 1e6 / n, peak_rss_mb=hwm / 1024,
@@ -188,7 +189,7 @@ class Bench:
                         ks = [f"{tag}-{k}" for k in keys]
                         load_keys = [self.rng.choice(ks) for _ in range(a.requests)]
                         res = self.measure(mode, kind, 1, load_keys, ks if mode == "hit" else [],
-                                           a.inflight)
+                                           a.inflight, rate=a.rate)
                         if kind != "floor" and mode == "miss":
                             self.check(res)
                 elif mode == "herd":
@@ -210,7 +211,8 @@ class Bench:
 def report(results: list[dict], a) -> None:
     p = print
     p(f"\ntriggered-cache benchmark: hit/miss {a.requests} requests over {a.keys} keys, herd "
-      f"{a.herd}, soak {a.soak}; {a.work_ms:g} ms processor; window = requests in flight; "
+      f"{a.herd}, soak {a.soak}; {a.work_ms:g} ms processor; window = requests in flight "
+      "(or a steady rate); "
       "AWS calls counted by "
       + ", ".join(sorted({f"{r['subject']}: {r['source']}" for r in results})))
     head = f"{'mode':5} {'subject':8} {'window':>6} {'answered':>11} {'msgs/s':>7} {'calls/msg':>9} " \
@@ -241,7 +243,7 @@ def report(results: list[dict], a) -> None:
             of = " (medians)" if n > 1 else ""
             p(f"  {mode} daemon/{other}{of}: calls/msg x{ratio('calls_total_per_msg'):.2f}, "
               f"CPU/msg x{ratio('cpu_us_per_msg'):.2f}, RSS x{ratio('peak_rss_mb'):.2f}, "
-              f"msgs/s x{ratio('msgs_per_s'):.2f}")
+              f"msgs/s x{ratio('msgs_per_s'):.2f}, p99 x{ratio('p99_ms'):.2f}")
             if other == "baseline" and n > 1:
                 cpu = paired(results, mode, "cpu_us_per_msg")
                 p(f"  {mode} daemon/baseline CPU/msg by pair of neighbouring runs: "
@@ -284,6 +286,10 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--keys", type=int, default=50)
     ap.add_argument("--inflight", type=int, default=20)
+    ap.add_argument("--rate", type=float, default=0,
+                    help="hit/miss: send at this steady rate (messages/s, an open load: latency "
+                         "under a producer that does not wait for answers) instead of keeping "
+                         "--inflight requests unanswered; 0: the closed window")
     ap.add_argument("--concurrency", type=int, default=32,
                     help="the daemon's worker.concurrency (at least the window)")
     ap.add_argument("--work-ms", type=float, default=20)

@@ -299,10 +299,14 @@ class Load:
             self.sqs.delete_message_batch(QueueUrl=self.events, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
 
-    def run(self, keys: list[str], window: int, timeout: float, tag: str) -> dict:
+    def run(self, keys: list[str], window: int, timeout: float, tag: str,
+            rate: float = 0) -> dict:
         """Sends one request per entry of `keys`, at most `window` unanswered
         at a time (in SendMessageBatch calls of up to 10 once as many slots
-        are free), and waits for every answer or the timeout."""
+        are free), and waits for every answer or the timeout. With `rate`
+        (messages/s) the load is open instead: one request every 1/rate s
+        whatever is answered (the requests that fell due meanwhile, when the
+        sender falls behind, go in one call of up to 10)."""
         n = len(keys)
         rids = [f"{tag}-{i}-{random.getrandbits(32):08x}" for i in range(n)]
         batch = max(1, min(10, window))
@@ -312,22 +316,19 @@ class Load:
         until = start + timeout
         i = 0
         while i < n and time.monotonic() < until:
-            room = window - min(batch, n - i)
-            with self.cond:
-                while i - (self.done - done0) > room and time.monotonic() < until:
-                    self.cond.wait(0.5)
-            chunk = list(range(i, min(n, i + batch)))
-            t, wall = time.monotonic(), int(time.time() * 1000)
-            with self.cond:
-                for j in chunk:
-                    self.sent[rids[j]] = t
-                    self.pending.setdefault(keys[j], {})[rids[j]] = wall
-            entries = [{"Id": str(j), "MessageBody": json.dumps(
-                {"v": 1, "type": "request", "key": {"pk": keys[j]}, "set": "summary",
-                 "requestId": rids[j]})} for j in chunk]
-            res = self.sqs.send_message_batch(QueueUrl=self.queue, Entries=entries)
-            if res.get("Failed"):
-                raise SystemExit(f"bench: SendMessageBatch failed: {res['Failed']}")
+            if rate > 0:
+                due = start + i / rate
+                if due > time.monotonic():
+                    time.sleep(due - time.monotonic())
+                late = int((time.monotonic() - due) * rate)
+                chunk = list(range(i, min(n, i + 1 + min(9, late))))
+            else:
+                room = window - min(batch, n - i)
+                with self.cond:
+                    while i - (self.done - done0) > room and time.monotonic() < until:
+                        self.cond.wait(0.5)
+                chunk = list(range(i, min(n, i + batch)))
+            self.send(chunk, keys, rids)
             i += len(chunk)
         with self.cond:
             while self.done - done0 < n and time.monotonic() < until:
@@ -342,6 +343,19 @@ class Load:
             "p99_ms": pct(lat, 99) * 1000,
             "unanswered": [r for r in rids if r not in self.latency][:20],
         }
+
+    def send(self, chunk: list[int], keys: list[str], rids: list[str]) -> None:
+        t, wall = time.monotonic(), int(time.time() * 1000)
+        with self.cond:
+            for j in chunk:
+                self.sent[rids[j]] = t
+                self.pending.setdefault(keys[j], {})[rids[j]] = wall
+        entries = [{"Id": str(j), "MessageBody": json.dumps(
+            {"v": 1, "type": "request", "key": {"pk": keys[j]}, "set": "summary",
+             "requestId": rids[j]})} for j in chunk]
+        res = self.sqs.send_message_batch(QueueUrl=self.queue, Entries=entries)
+        if res.get("Failed"):
+            raise SystemExit(f"bench: SendMessageBatch failed: {res['Failed']}")
 
     def dead_lettered(self) -> int:
         a = self.sqs.get_queue_attributes(QueueUrl=self.dlq, AttributeNames=[

@@ -14,6 +14,15 @@
 #   scripts/bench.sh --modes hit      some modes only (hit, miss, herd, soak)
 #   scripts/bench.sh --requests N --keys N --inflight N --work-ms MS --herd N
 #                                     the load (defaults 2000, 50, 20, 20, 1000)
+#   scripts/bench.sh --rate R         hit/miss: an open load, R requests/s sent
+#                                     steadily whatever is answered, instead of
+#                                     --inflight unanswered (latency at a rate)
+#   scripts/bench.sh --long-poll-tick MS
+#                                     ministack checks a waiting long poll every
+#                                     MS ms, not every 100, so it answers about as
+#                                     soon as a message arrives, as SQS does: use
+#                                     2 for latency figures (see
+#                                     scripts/emulator/ministack_server.py)
 #   scripts/bench.sh --no-floor       the daemon only
 #   scripts/bench.sh --baseline REV   also an earlier build of the daemon (a git
 #                                     revision, built once into .local/bench/,
@@ -38,6 +47,7 @@ baseline=""
 modes="hit,miss,herd"
 driver=()
 extra=()
+tick=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --check) check=1; shift ;;
@@ -46,10 +56,11 @@ while [[ $# -gt 0 ]]; do
         --baseline) baseline="${2:?--baseline needs a git revision or a binary}"; shift 2 ;;
         --rounds) driver+=("$1" "${2:?--rounds needs a number}"); shift 2 ;;
         --modes) modes="${2:?--modes needs a list such as hit,miss}"; shift 2 ;;
-        --requests | --keys | --inflight | --work-ms | --herd)
+        --long-poll-tick) tick=(--long-poll-tick "${2:?--long-poll-tick needs milliseconds}"); shift 2 ;;
+        --requests | --keys | --inflight | --work-ms | --herd | --rate)
             driver+=("$1" "${2:?$1 needs a number}"); shift 2 ;;
         --) shift; extra=("$@"); break ;;
-        -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -105,7 +116,7 @@ elif [[ -n "$baseline" ]]; then
     baseline_bin="$src/triggered-cache"
 fi
 
-endpoint="$(scripts/local-aws.sh start --emulator ministack --free-port)"
+endpoint="$(scripts/local-aws.sh start --emulator ministack --free-port "${tick[@]}")"
 port="${endpoint##*:}"
 trap 'scripts/local-aws.sh stop --port "$port" >/dev/null 2>&1 || true' EXIT
 log "ministack at $endpoint"
