@@ -12,7 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
+
+mod answering;
+pub use answering::{Answering, OnTheWay, Step, waiting_on_another};
 
 type Reply<O, E> = oneshot::Sender<Result<O, E>>;
 
@@ -83,12 +87,15 @@ pub enum Lost {
 #[derive(Debug)]
 pub struct Batcher<T, E, O = ()> {
     tx: mpsc::Sender<(T, Reply<O, E>)>,
+    /// The answer's step this batcher is, if it knows the company.
+    step: Option<Step>,
 }
 
 impl<T, E, O> Clone for Batcher<T, E, O> {
     fn clone(&self) -> Self {
         Batcher {
             tx: self.tx.clone(),
+            step: self.step,
         }
     }
 }
@@ -102,19 +109,50 @@ impl<T: Send + 'static, E: From<Lost> + Send + 'static, O: Send + 'static> Batch
         F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Result<O, E>>> + Send + 'static,
     {
+        Self::spawn_answering(max, linger, None, flush)
+    }
+
+    /// Like [`Batcher::spawn`], for the calls of an answer's `step`: with
+    /// `answering`, a batch lingers only while messages on their way to an
+    /// answer have yet to reach the step.
+    pub fn spawn_answering<F, Fut>(
+        max: usize,
+        linger: impl Into<Linger>,
+        answering: Option<(Answering, Step)>,
+        flush: F,
+    ) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Result<O, E>>> + Send + 'static,
+    {
         let max = max.max(1);
         let linger = linger.into();
         let latency = Arc::new(Latency::default());
         let (tx, mut rx) = mpsc::channel::<(T, Reply<O, E>)>(1024);
+        let step = answering.as_ref().map(|(_, step)| *step);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
-                // One timer for the whole linger. `biased`: entries already
-                // queued are taken first, so the timer is armed (first polled)
-                // only when they do not fill the batch.
+                // One timer for the whole linger, armed (first polled) only
+                // when the entries already queued do not fill the batch and
+                // more are on their way.
                 let timer = tokio::time::sleep(linger.wait(latency.get()));
                 tokio::pin!(timer);
                 while batch.len() < max {
+                    match rx.try_recv() {
+                        Ok(entry) => {
+                            batch.push(entry);
+                            continue;
+                        }
+                        Err(TryRecvError::Disconnected) => break,
+                        Err(TryRecvError::Empty) => {}
+                    }
+                    if answering
+                        .as_ref()
+                        .is_some_and(|(a, step)| !a.expects(*step))
+                    {
+                        break;
+                    }
                     tokio::select! {
                         biased;
                         entry = rx.recv() => match entry {
@@ -139,12 +177,17 @@ impl<T: Send + 'static, E: From<Lost> + Send + 'static, O: Send + 'static> Batch
                 });
             }
         });
-        Batcher { tx }
+        Batcher { tx, step }
     }
 
     /// Submits one entry and waits for its own result.
     pub async fn submit(&self, entry: T) -> Result<O, E> {
         let (tx, rx) = oneshot::channel();
+        if let Some(step) = self.step {
+            // Passed before the entry is queued, so the batcher never sees
+            // the entry while still counting its message as to come.
+            answering::pass(step);
+        }
         self.tx
             .send((entry, tx))
             .await

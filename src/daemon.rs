@@ -8,7 +8,6 @@ use tracing::info;
 
 use crate::aws::Clients;
 use crate::config::{Config, Validated};
-use crate::events::Publisher;
 use crate::item::Attrs;
 use crate::metrics::Metrics;
 use crate::worker::Worker;
@@ -56,7 +55,7 @@ pub fn worker(cfg: Validated, sdk: &SdkConfig) -> anyhow::Result<Worker> {
         },
     );
     let queue = clients.queue(&cfg.sqs.queue_url, &cfg.sqs.dlq_url);
-    let events = Publisher::new(clients.sns(), &cfg);
+    let events = clients.publisher(&cfg);
     let deps = cfg
         .dependencies
         .table
@@ -72,7 +71,8 @@ pub fn worker(cfg: Validated, sdk: &SdkConfig) -> anyhow::Result<Worker> {
             .cloned()
             .collect(),
     );
-    let worker = Worker::new(cfg, rules, table, queue, events, metrics)?;
+    let worker =
+        Worker::new(cfg, rules, table, queue, events, metrics)?.with_answering(clients.answering());
     let worker = match bucket {
         Some(b) => worker.with_bucket(b),
         None => worker,

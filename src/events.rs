@@ -174,8 +174,18 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(client: aws_sdk_sns::Client, cfg: &Config) -> Self {
+        Self::answering(client, cfg, None)
+    }
+
+    /// Like [`Publisher::new`], with events that linger only while
+    /// messages counted in `answering` have yet to publish theirs.
+    pub fn answering(
+        client: aws_sdk_sns::Client,
+        cfg: &Config,
+        answering: Option<crate::batch::Answering>,
+    ) -> Self {
         Publisher {
-            topic: Topic::new(client, &cfg.sns.topic_arn, cfg.fifo_topic()),
+            topic: Topic::new(client, &cfg.sns.topic_arn, cfg.fifo_topic(), answering),
             enabled: cfg.sns.events.iter().copied().collect(),
             projection: cfg.sns.record_attributes.clone(),
             attrs: Attrs {

@@ -52,6 +52,9 @@ pub struct Pool<H> {
     pub beats: Arc<Beats>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// Counts each message from its receive until its handling decides,
+    /// for the batchers on the answer's path ([`crate::batch::Answering`]).
+    pub answering: crate::batch::Answering,
     pub settings: Settings,
 }
 
@@ -207,6 +210,7 @@ async fn poll<H: Handle>(
         let messages = match received {
             Ok(m) => {
                 failures = 0;
+                pool.answering.received(m.len(), want as usize);
                 pool.health.answered(crate::health::Resource::Queue);
                 m
             }
@@ -230,7 +234,10 @@ async fn poll<H: Handle>(
             now: crate::clock::now_millis(),
         }
         .emit(&pool.metrics);
-        for msg in messages {
+        // Every message of the receive is counted before any task starts:
+        // on any runtime, none reaches a batcher while others are uncounted.
+        let ways: Vec<_> = messages.iter().map(|_| pool.answering.enter()).collect();
+        for (msg, way) in messages.into_iter().zip(ways) {
             let Some(permit) = permits.split(1) else {
                 // Cannot happen (we asked for at most `want`); never lose
                 // the message.
@@ -256,6 +263,7 @@ async fn poll<H: Handle>(
                 msg,
                 beat,
                 permit,
+                way,
             ));
             if let Some(entry) = inflight
                 .entries
@@ -275,6 +283,7 @@ async fn handle_one<H: Handle>(
     msg: Received,
     beat: Arc<Heartbeat>,
     permit: tokio::sync::OwnedSemaphorePermit,
+    way: crate::batch::OnTheWay,
 ) {
     let metrics = pool.metrics.clone();
     metrics.in_flight.inc();
@@ -291,13 +300,14 @@ async fn handle_one<H: Handle>(
     // The heartbeat beats beside the handling in this same task, not in a
     // task of its own: no second spawn and abort per message, and it ends
     // with the handling, however that ends.
-    let outcome = AssertUnwindSafe(async {
+    // Until the handling decides, the message is on its way to an answer.
+    let outcome = AssertUnwindSafe(way.carry(async {
         tokio::select! {
             biased;
             disposition = pool.handler.handle(&msg, &beat) => disposition,
             never = beat.run(&pool.beats, &msg.receipt) => match never {},
         }
-    })
+    }))
     .catch_unwind()
     .instrument(span.clone())
     .await;

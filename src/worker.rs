@@ -68,6 +68,8 @@ pub struct Worker {
     flights: Coalescer<FlightKey>,
     /// `[s3]`: offloaded values and `inputRef`s (issue 14).
     bucket: Option<crate::aws::s3::Bucket>,
+    /// Where the pool counts the messages on their way to an answer.
+    answering: crate::batch::Answering,
 }
 
 impl Worker {
@@ -102,6 +104,7 @@ impl Worker {
             schema,
             flights: Coalescer::default(),
             bucket: None,
+            answering: Default::default(),
         })
     }
 
@@ -122,6 +125,15 @@ impl Worker {
     /// `inputRef`s are read from it.
     pub fn with_bucket(mut self, bucket: crate::aws::s3::Bucket) -> Self {
         self.bucket = Some(bucket);
+        self
+    }
+
+    /// The count of messages on their way to an answer that the table's
+    /// reads and the events consult ([`crate::aws::Clients::answering`]):
+    /// the pool counts into it, so a lone message's read and event go
+    /// without lingering.
+    pub fn with_answering(mut self, answering: crate::batch::Answering) -> Self {
+        self.answering = answering;
         self
     }
 
@@ -178,6 +190,7 @@ impl Worker {
             }),
             metrics: self.metrics.clone(),
             health: self.health.clone(),
+            answering: self.answering.clone(),
             settings: Settings {
                 concurrency: w.concurrency,
                 pollers: sqs.pollers,
@@ -363,6 +376,9 @@ impl Worker {
                     if !std::mem::replace(&mut counted, true) {
                         MessageEvent::Coalesced { set }.emit(&self.metrics);
                     }
+                    // It reads and publishes nothing while it waits: the
+                    // leader's batches must not linger for it.
+                    crate::batch::waiting_on_another();
                     match outcome.await {
                         Ok(FlightOutcome::Answered) => return Disposition::Delete,
                         // Joined after the leader's last read: decide on a

@@ -68,6 +68,9 @@ pub struct Clients {
     dynamodb: aws_sdk_dynamodb::Client,
     sns: aws_sdk_sns::Client,
     s3: aws_sdk_s3::Client,
+    /// The messages on their way to an answer, counted by the pool, which
+    /// the answer's batched reads and events consult before lingering.
+    answering: crate::batch::Answering,
 }
 
 impl Clients {
@@ -105,6 +108,7 @@ impl Clients {
                     .interceptor(count)
                     .build(),
             ),
+            answering: Default::default(),
         }
     }
 
@@ -126,7 +130,24 @@ impl Clients {
 
     /// The user's table.
     pub fn table(&self, name: &str, attrs: Attrs) -> table::Table {
-        table::Table::new(self.dynamodb.clone(), name, attrs)
+        table::Table::answering(
+            self.dynamodb.clone(),
+            name,
+            attrs,
+            Some(self.answering.clone()),
+        )
+    }
+
+    /// The count of messages on their way to an answer that this table's
+    /// reads and [`Clients::publisher`]'s events consult: the pool that
+    /// handles messages with them counts into it.
+    pub fn answering(&self) -> crate::batch::Answering {
+        self.answering.clone()
+    }
+
+    /// The completion events' publisher.
+    pub fn publisher(&self, cfg: &crate::config::Config) -> crate::events::Publisher {
+        crate::events::Publisher::answering(self.sns.clone(), cfg, Some(self.answering.clone()))
     }
 
     /// The dependency table.

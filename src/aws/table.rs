@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use tracing::Instrument;
 
 use crate::aws::OnHeap;
-use crate::batch::Batcher;
+use crate::batch::{Answering, Batcher, Step};
 use crate::item::{Attrs, Item, Key, val_to_av};
 use crate::state::{Cond, Field, Op, Val, Write};
 
@@ -50,12 +50,27 @@ pub enum Updated {
 impl Table {
     /// Must be called inside a tokio runtime (it starts the read batcher).
     pub fn new(client: Client, name: impl Into<String>, attrs: Attrs) -> Self {
+        Self::answering(client, name, attrs, None)
+    }
+
+    /// Like [`Table::new`], with reads that linger only while messages
+    /// counted in `answering` have yet to read ([`crate::batch::Answering`]).
+    pub fn answering(
+        client: Client,
+        name: impl Into<String>,
+        attrs: Attrs,
+        answering: Option<Answering>,
+    ) -> Self {
         let name = name.into();
         let reads = {
             let (client, name) = (client.clone(), name.clone());
-            Batcher::spawn(reads::MAX_KEYS, reads::LINGER, move |keys: Vec<Key>| {
-                reads::read(client.clone(), name.clone(), keys)
-            })
+            let answering = answering.map(|a| (a, Step::Read));
+            Batcher::spawn_answering(
+                reads::MAX_KEYS,
+                reads::LINGER,
+                answering,
+                move |keys: Vec<Key>| reads::read(client.clone(), name.clone(), keys),
+            )
         };
         Table {
             client,

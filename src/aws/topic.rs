@@ -6,7 +6,7 @@ use aws_sdk_sns::Client;
 use tracing::Instrument;
 
 use crate::aws::OnHeap;
-use crate::batch::{Batcher, Lost};
+use crate::batch::{Answering, Batcher, Lost, Step};
 use batch::{Entry, Refusal};
 
 pub use super::error::PublishError;
@@ -49,12 +49,18 @@ pub struct Message<'a> {
 
 impl Topic {
     /// Must be called inside a tokio runtime (it starts the batcher).
-    pub fn new(client: Client, arn: &str, fifo: bool) -> Self {
+    /// With `answering`, events linger only while messages counted there
+    /// have yet to publish theirs ([`crate::batch::Answering`]).
+    pub fn new(client: Client, arn: &str, fifo: bool, answering: Option<Answering>) -> Self {
         let events = {
             let (client, arn) = (client.clone(), arn.to_owned());
-            Batcher::spawn(batch::MAX_ENTRIES, batch::LINGER, move |entries| {
-                publish_all(client.clone(), arn.clone(), entries)
-            })
+            let answering = answering.map(|a| (a, Step::Event));
+            Batcher::spawn_answering(
+                batch::MAX_ENTRIES,
+                batch::LINGER,
+                answering,
+                move |entries| publish_all(client.clone(), arn.clone(), entries),
+            )
         };
         Topic {
             client,
