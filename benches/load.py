@@ -128,6 +128,14 @@ class Proxy:
             self.proc.wait()
 
 
+def metric_value(text: str, name: str) -> float | None:
+    """The value of an unlabelled metric on a /metrics page, or None."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def metric_counts(text: str) -> Counter | None:
     """`service.operation` -> count from a /metrics page; None when the
     daemon does not count its AWS requests (before issue 13 point 4)."""
