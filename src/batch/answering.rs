@@ -156,6 +156,37 @@ mod tests {
         seen.lock().unwrap().clone()
     }
 
+    /// A counted message that runs `first` in its handling, then waits
+    /// there, still on its way to an answer, until released.
+    struct Held {
+        release: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    /// Starts a [`Held`] message and returns once its `first` is done.
+    async fn held_after(
+        answering: &Answering,
+        first: impl Future<Output = ()> + Send + 'static,
+    ) -> Held {
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        let (reached, ready) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(answering.enter().carry(async move {
+            first.await;
+            reached.send(()).unwrap();
+            held.await.unwrap();
+        }));
+        ready.await.unwrap();
+        Held { release, task }
+    }
+
+    impl Held {
+        /// Lets the message's handling end, and waits until it has.
+        async fn release(self) {
+            self.release.send(()).unwrap();
+            self.task.await.unwrap();
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_lone_message_does_not_linger() {
         let answering = Answering::default();
@@ -206,17 +237,13 @@ mod tests {
         let (reads, seen) = recorder(&answering, Step::Read);
         // The first message reads, then waits on something else (its
         // event, a run) while still on its way to an answer.
-        let (release, held) = tokio::sync::oneshot::channel::<()>();
         let first = {
             let reads = reads.clone();
-            tokio::spawn(answering.enter().carry(async move {
+            held_after(&answering, async move {
                 reads.submit(1).await.unwrap();
-                held.await.unwrap();
-            }))
+            })
+            .await
         };
-        while batches(&seen).is_empty() {
-            tokio::task::yield_now().await;
-        }
         assert_eq!(answering.ahead(Step::Read), 0);
         assert_eq!(answering.ahead(Step::Event), 1);
         answering.enter().carry(reads.submit(2)).await.unwrap();
@@ -224,8 +251,7 @@ mod tests {
             batches(&seen),
             vec![(1, Duration::ZERO), (1, Duration::ZERO)]
         );
-        release.send(()).unwrap();
-        first.await.unwrap();
+        first.release().await;
         assert_eq!(answering.ahead(Step::Event), 0);
     }
 
@@ -248,19 +274,10 @@ mod tests {
         let answering = Answering::default();
         let (b, seen) = recorder(&answering, Step::Event);
         // A follower of the leader's flight: counted, then waiting on it.
-        let (release, held) = tokio::sync::oneshot::channel::<()>();
-        let follower = tokio::spawn(answering.enter().carry(async move {
-            waiting_on_another();
-            held.await.unwrap();
-        }));
-        // Let the follower run up to its wait.
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
+        let follower = held_after(&answering, async { waiting_on_another() }).await;
         answering.enter().carry(b.submit(1)).await.unwrap();
         assert_eq!(batches(&seen), vec![(1, Duration::ZERO)]);
-        release.send(()).unwrap();
-        follower.await.unwrap();
+        follower.release().await;
         assert_eq!(answering.ahead(Step::Read), 0);
     }
 
