@@ -13,7 +13,8 @@ its /metrics has it; the report says which source each figure came from.
   miss   N requests over cold keys (each key computed once, on its first
          request; the rest are hits or coalesce with the run)
   herd   N requests for one cold key at once, 3 daemon replicas: 1 run
-  soak   N hits at a wide window, RSS sampled: is it flat?
+  soak   N hits at a wide window, RSS and the messages the daemon holds
+         sampled: is RSS flat (outside a peak of messages held)?
 
 Measured per mode, for the daemon and beside it the raw-SDK floor
 (benches/floor.rs) and, with --baseline, another build of the daemon (an
